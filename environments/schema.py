@@ -1,0 +1,346 @@
+"""Typed models of `environments/<name>/environment.yaml`.
+
+Every rule a reviewer would otherwise have to remember lives here: account ids are twelve
+digits, regions stay inside the residency allow-list, CIDRs are valid and do not overlap, audit
+logs are kept at least six years (HIPAA 45 CFR 164.316(b)(2)), key administrators are never key
+users. A violation names the file, the field and the rule (see `environments.loader`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+# HIPAA 45 CFR 164.316(b)(2)(i): documentation (audit logs included) is retained six years.
+# 2192 days is the smallest CloudWatch Logs retention value that covers six years.
+HIPAA_MIN_AUDIT_RETENTION_DAYS = 2192
+
+# The only values CloudWatch Logs accepts for a log group's retention (PutRetentionPolicy).
+CLOUDWATCH_RETENTION_DAYS = frozenset(
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+     2922, 3288, 3653}
+)
+
+# EU/EEA regions. GDPR Chapter V and EHDS residency keep EU patient data inside these.
+EU_REGIONS = frozenset(
+    {"eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1",
+     "eu-south-2", "eu-north-1"}
+)
+# eu-west-2 (London) is outside the EU since 2020; GDPR adequacy is not EHDS residency.
+EU_RESIDENCY_REGIONS = EU_REGIONS - {"eu-west-2"}
+
+_REGION = re.compile(r"^(us|eu|ap|ca|sa|me|af|il|mx)-(north|south|east|west|central|northeast|"
+                     r"southeast|northwest|southwest)-[1-9]$")
+_ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
+_ROLE_ARN = re.compile(r"^arn:aws:iam::([0-9]{12}):role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
+_BUCKET_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{1,30}[a-z0-9]$")
+
+
+def _region(value: str) -> str:
+    if not _REGION.match(value):
+        raise ValueError(f"'{value}' is not an AWS region name (e.g. us-east-1)")
+    return value
+
+
+def _account_id(value: object) -> str:
+    # YAML reads an unquoted 012345678901 as an integer and drops the leading zero, so only a
+    # quoted string is trusted.
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} must be a quoted 12-digit string, e.g. \"{value}\"")
+    if not _ACCOUNT_ID.match(value):
+        raise ValueError(f"'{value}' is not a 12-digit AWS account id (quote it in YAML)")
+    return value
+
+
+def _role_arn(value: str) -> str:
+    if not _ROLE_ARN.match(value):
+        raise ValueError(f"'{value}' is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+    return value
+
+
+def _private_network(value: str) -> str:
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as error:
+        raise ValueError(f"'{value}' is not a valid IPv4 CIDR ({error})") from None
+    if not network.is_private:
+        raise ValueError(f"'{value}' is not a private (RFC 1918) range")
+    return str(network)
+
+
+# Ranges an IPsec peer on the internet can never have. The documentation ranges (RFC 5737) stay
+# allowed so that example files need not name somebody's real address.
+_NOT_INTERNET_ROUTABLE = tuple(
+    ipaddress.IPv4Network(cidr)
+    for cidr in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+                 "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4")
+)
+
+Region = Annotated[str, AfterValidator(_region)]
+AccountId = Annotated[str, BeforeValidator(_account_id)]
+RoleArn = Annotated[str, AfterValidator(_role_arn)]
+PrivateCidr = Annotated[str, AfterValidator(_private_network)]
+
+
+class Jurisdiction(StrEnum):
+    US = "US"
+    EU = "EU"
+
+
+class DataClassification(StrEnum):
+    PHI = "phi"
+    PSEUDONYMISED = "pseudonymised"
+
+
+class ComplianceScope(StrEnum):
+    HIPAA = "HIPAA"
+    GDPR = "GDPR"
+    EHDS = "EHDS"
+
+
+class _Model(BaseModel):
+    # Unknown fields are typos until proven otherwise: a misspelt key must not silently fall
+    # back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyAccess(_Model):
+    """Who administers and who uses the environment's customer-managed keys.
+
+    Separation of duties (HIPAA 164.308(a)(4), 164.312(a)(1)): an administrator can manage a
+    key's life cycle but not decrypt with it; a user can decrypt but not change the key.
+    """
+
+    administrators: tuple[RoleArn, ...] = Field(min_length=1)
+    users: tuple[RoleArn, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _administrators_are_not_users(self) -> KeyAccess:
+        both = sorted(set(self.administrators) & set(self.users))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is both key administrator and key user "
+                "(separation of duties)"
+            )
+        return self
+
+
+class NetworkSettings(_Model):
+    vpc_cidr: PrivateCidr
+    az_count: int = Field(ge=2, le=4, description="availability zones; two or more for HA")
+    extra_interface_endpoints: tuple[str, ...] = Field(
+        default=(),
+        description="PrivateLink services beyond the required set, e.g. 'healthlake'",
+    )
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _room_for_subnets(cls, value: str) -> str:
+        prefix = ipaddress.IPv4Network(value).prefixlen
+        # Two subnet tiers per AZ at prefix+3 need at least a /24 to leave /27 subnets.
+        if not 16 <= prefix <= 24:
+            raise ValueError(f"'{value}': the VPC prefix must be between /16 and /24")
+        return value
+
+    @field_validator("extra_interface_endpoints")
+    @classmethod
+    def _service_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for service in value:
+            if not re.match(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$", service):
+                raise ValueError(f"'{service}' is not a VPC endpoint service short name")
+        return value
+
+
+class VpnPeer(_Model):
+    """The clinical site's side of the IPsec tunnel."""
+
+    peer_ip: str = Field(description="public IPv4 address of the on-premises VPN device")
+    bgp_asn: int = Field(ge=1, le=2147483647)
+    amazon_side_asn: int = Field(default=64512, ge=64512, le=65534)
+    onprem_cidrs: tuple[PrivateCidr, ...] = Field(min_length=1)
+
+    @field_validator("peer_ip")
+    @classmethod
+    def _public_ipv4(cls, value: str) -> str:
+        try:
+            address = ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError(f"'{value}' is not an IPv4 address") from None
+        if any(address in network for network in _NOT_INTERNET_ROUTABLE):
+            raise ValueError(f"'{value}' is not a public address (the VPN peer must be)")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_asns(self) -> VpnPeer:
+        if self.bgp_asn == self.amazon_side_asn:
+            raise ValueError(f"bgp_asn {self.bgp_asn} equals amazon_side_asn; BGP needs two")
+        return self
+
+
+class DirectConnect(_Model):
+    """A Direct Connect gateway associated with the VPC's virtual private gateway."""
+
+    amazon_side_asn: int = Field(ge=64512, le=65534)
+
+
+class IngestSettings(_Model):
+    vpn: VpnPeer | None = None
+    direct_connect: DirectConnect | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one_path(self) -> IngestSettings:
+        if self.vpn is None and self.direct_connect is None:
+            raise ValueError("configure vpn, direct_connect or both: clinical data needs a path")
+        return self
+
+
+class LogSettings(_Model):
+    audit_retention_days: int = Field(
+        description="CloudWatch retention of audit logs (flow logs, VPN tunnel logs)"
+    )
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _six_years(cls, value: int) -> int:
+        if value < HIPAA_MIN_AUDIT_RETENTION_DAYS:
+            raise ValueError(
+                f"{value} days is below the HIPAA six-year minimum "
+                f"({HIPAA_MIN_AUDIT_RETENTION_DAYS} days)"
+            )
+        if value not in CLOUDWATCH_RETENTION_DAYS:
+            allowed = ", ".join(
+                str(days) for days in sorted(CLOUDWATCH_RETENTION_DAYS)
+                if days >= HIPAA_MIN_AUDIT_RETENTION_DAYS
+            )
+            raise ValueError(f"{value} is not a CloudWatch Logs retention value ({allowed})")
+        return value
+
+
+class StorageSettings(_Model):
+    bucket_prefix: str = Field(description="globally unique prefix for bucket names")
+    noncurrent_version_days: int = Field(
+        ge=30, le=3650, description="days a superseded object version is kept"
+    )
+
+    @field_validator("bucket_prefix")
+    @classmethod
+    def _bucket_prefix(cls, value: str) -> str:
+        if not _BUCKET_PREFIX.match(value):
+            raise ValueError(
+                f"'{value}' must be 3-32 lowercase letters, digits or hyphens "
+                "(it starts every S3 bucket name)"
+            )
+        return value
+
+
+class _EnvironmentBase(_Model):
+    name: str
+    owner: str = Field(min_length=1, description="team accountable for the environment")
+    account_id: AccountId
+    region: Region
+    allowed_regions: tuple[Region, ...] = Field(min_length=1)
+    deployment_role_arn: RoleArn = Field(description="role Terraform assumes in the account")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(f"'{value}' must be 3-22 lowercase letters, digits or hyphens")
+        return value
+
+    @model_validator(mode="after")
+    def _region_allowed(self) -> _EnvironmentBase:
+        if self.region not in self.allowed_regions:
+            raise ValueError(
+                f"region '{self.region}' is outside allowed_regions "
+                f"[{', '.join(self.allowed_regions)}]"
+            )
+        role_account = _ROLE_ARN.match(self.deployment_role_arn)
+        if role_account and role_account.group(1) != self.account_id:
+            raise ValueError(
+                f"deployment_role_arn is in account {role_account.group(1)}, "
+                f"not the environment's account {self.account_id}"
+            )
+        return self
+
+
+class WorkloadEnvironment(_EnvironmentBase):
+    """An account that holds (or may hold) patient data and runs ML on it."""
+
+    kind: Literal["workload"]
+    jurisdiction: Jurisdiction
+    compliance_scope: tuple[ComplianceScope, ...] = Field(min_length=1)
+    data_classification: DataClassification
+    production: bool = Field(description="production data stores get prevent_destroy")
+    keys: KeyAccess
+    network: NetworkSettings
+    ingest: IngestSettings
+    logs: LogSettings
+    storage: StorageSettings
+
+    @model_validator(mode="after")
+    def _jurisdiction_rules(self) -> WorkloadEnvironment:
+        if self.jurisdiction is Jurisdiction.EU:
+            outside = [r for r in self.allowed_regions if r not in EU_RESIDENCY_REGIONS]
+            if outside:
+                raise ValueError(
+                    f"allowed_regions {outside} are outside the EU: an EU environment may only "
+                    "use EU regions (GDPR Chapter V, EHDS residency)"
+                )
+            if ComplianceScope.GDPR not in self.compliance_scope:
+                raise ValueError("an EU environment must include GDPR in compliance_scope")
+        if self.jurisdiction is Jurisdiction.US and ComplianceScope.HIPAA not in (
+            self.compliance_scope
+        ):
+            raise ValueError("a US environment must include HIPAA in compliance_scope")
+        self._cidrs_do_not_overlap()
+        return self
+
+    def _cidrs_do_not_overlap(self) -> None:
+        if self.ingest.vpn is None:
+            return
+        vpc = ipaddress.IPv4Network(self.network.vpc_cidr)
+        seen: list[ipaddress.IPv4Network] = []
+        for cidr in self.ingest.vpn.onprem_cidrs:
+            network = ipaddress.IPv4Network(cidr)
+            if network.overlaps(vpc):
+                raise ValueError(
+                    f"ingest.vpn.onprem_cidrs {cidr} overlaps network.vpc_cidr {vpc}"
+                )
+            for other in seen:
+                if network.overlaps(other):
+                    raise ValueError(f"ingest.vpn.onprem_cidrs {cidr} overlaps {other}")
+            seen.append(network)
+
+
+class StateBackendSettings(_Model):
+    """Where every stack keeps its Terraform state (created by the `bootstrap` stack)."""
+
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]+[a-z0-9]$")
+    keys: KeyAccess
+    noncurrent_version_days: int = Field(ge=30, le=3650)
+
+
+class OrganizationEnvironment(_EnvironmentBase):
+    """The management account: Terraform state now, Organizations and SCPs later."""
+
+    kind: Literal["organization"]
+    state_backend: StateBackendSettings
+
+
+Environment = Annotated[
+    WorkloadEnvironment | OrganizationEnvironment, Field(discriminator="kind")
+]

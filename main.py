@@ -1,0 +1,81 @@
+"""cdktf app: synthesize every environment, or those named, into cdktf.out. Nothing else.
+
+    python3 main.py                 # every environment
+    python3 main.py dev prod        # only these (the organization's bootstrap stack always)
+    PHI_TARGET=local python3 main.py   # for the moto emulator on loopback
+
+Every environment file is validated before anything is written, and the output is built in a
+temporary directory that replaces the previous one only when synthesis succeeded: a bad input
+leaves the last good cdktf.out exactly as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from environments.loader import EnvironmentFileError, load_environments
+from environments.schema import OrganizationEnvironment
+
+DEFAULT_OUTDIR = "cdktf.out"
+ORGANIZATION = "org"
+
+
+def _configured_outdir() -> Path:
+    # The cdktf CLI tells the app where to write through CDKTF_OUTDIR.
+    if os.environ.get("CDKTF_OUTDIR"):
+        return Path(os.environ["CDKTF_OUTDIR"])
+    config = Path(__file__).with_name("cdktf.json")
+    return Path(json.loads(config.read_text()).get("output", DEFAULT_OUTDIR))
+
+
+def synthesize(names: list[str], outdir: Path) -> list[str]:
+    """Validate, synthesize into a temporary directory, then swap it into place."""
+    # Imported here so that `--help` and input errors answer without loading the bindings.
+    from environments.composition import Target, build_app
+
+    target = Target.from_environment()
+    wanted = sorted(set(names) | {ORGANIZATION}) if names else None
+    environments = load_environments(wanted)
+    organization = next(e for e in environments if isinstance(e, OrganizationEnvironment))
+
+    outdir = outdir.resolve()
+    staging = outdir.with_name(f"{outdir.name}.tmp-{os.getpid()}")
+    retired = outdir.with_name(f"{outdir.name}.old-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        app = build_app(
+            environments, organization=organization, outdir=str(staging), target=target
+        )
+        app.synth()
+        stacks = sorted(p.name for p in (staging / "stacks").iterdir())
+        if outdir.exists():
+            outdir.rename(retired)
+        staging.rename(outdir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+    return stacks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("environments", nargs="*", help="environment names (default: all)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory")
+    args = parser.parse_args(argv)
+    names = args.environments or os.environ.get("PHI_ENVIRONMENTS", "").split()
+    try:
+        stacks = synthesize(names, args.out or _configured_outdir())
+    except (EnvironmentFileError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"synthesized {len(stacks)} stacks: {', '.join(stacks)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

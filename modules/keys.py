@@ -1,0 +1,193 @@
+"""KMS customer-managed keys, one per purpose, with duties separated in each key policy."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from constructs import Construct
+from pydantic import Field
+
+from modules import aws
+from modules.config import LayerConfig
+from modules.policy import Statement, policy_document, statement
+
+# AWS's minimum is 7 days; 30 leaves time to notice and cancel an unintended deletion of a key
+# whose loss would make every object it encrypts unreadable.
+DELETION_WINDOW_DAYS = 30
+
+KEY_ADMINISTRATION_ACTIONS = [
+    "kms:CancelKeyDeletion",
+    "kms:Create*",
+    "kms:Delete*",
+    "kms:Describe*",
+    "kms:Disable*",
+    "kms:Enable*",
+    "kms:Get*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Revoke*",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:Update*",
+]
+KEY_USAGE_ACTIONS = [
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:Encrypt",
+    "kms:GenerateDataKey*",
+    "kms:ReEncrypt*",
+]
+
+
+class KeyPurpose(StrEnum):
+    PHI_DATA = "phi-data"
+    LOGS = "logs"
+    ML_ARTIFACTS = "ml-artifacts"
+    FEATURE_STORE = "feature-store"
+    TERRAFORM_STATE = "terraform-state"
+
+
+class ServiceUse(StrEnum):
+    """AWS services that encrypt with a key on their own behalf, not a caller's."""
+
+    CLOUDWATCH_LOGS = "cloudwatch-logs"
+    S3_SERVER_ACCESS_LOGS = "s3-server-access-logs"
+
+
+class CustomerManagedKeyConfig(LayerConfig):
+    purpose: KeyPurpose
+    alias: str = Field(pattern=r"^alias/[A-Za-z0-9/_-]+$")
+    account_id: str
+    region: str
+    administrators: tuple[str, ...] = Field(min_length=1)
+    users: tuple[str, ...] = Field(min_length=1)
+    service_uses: tuple[ServiceUse, ...] = ()
+
+
+def key_policy(config: CustomerManagedKeyConfig) -> str:
+    """Administrators manage, users encrypt/decrypt, nobody does both.
+
+    There is deliberately no statement for the account root: with it, any IAM policy in the
+    account could grant decryption, and the key policy would stop being the single record of
+    who can read PHI.
+    """
+    administrators = sorted(set(config.administrators))
+    users = sorted(set(config.users))
+    statements: list[Statement] = [
+        statement(
+            "KeyAdministratorsManageButCannotUse",
+            effect="Allow",
+            principal={"AWS": administrators},
+            actions=KEY_ADMINISTRATION_ACTIONS,
+            resources="*",
+        ),
+        statement(
+            "KeyUsersEncryptAndDecrypt",
+            effect="Allow",
+            principal={"AWS": users},
+            actions=KEY_USAGE_ACTIONS,
+            resources="*",
+        ),
+        statement(
+            "KeyUsersGrantOnlyToAwsServices",
+            effect="Allow",
+            principal={"AWS": users},
+            actions=["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+            resources="*",
+            condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+    ]
+    for use in config.service_uses:
+        statements.append(_service_statement(use, config.account_id, config.region))
+    return policy_document(*statements)
+
+
+def _service_statement(use: ServiceUse, account_id: str, region: str) -> Statement:
+    if use is ServiceUse.CLOUDWATCH_LOGS:
+        return statement(
+            "CloudWatchLogsEncryptsThisAccountsLogGroups",
+            effect="Allow",
+            principal={"Service": f"logs.{region}.amazonaws.com"},
+            actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*",
+                     "kms:ReEncrypt*"],
+            resources="*",
+            condition={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn":
+                        f"arn:aws:logs:{region}:{account_id}:log-group:*"
+                }
+            },
+        )
+    return statement(
+        "S3ServerAccessLogDeliveryEncrypts",
+        effect="Allow",
+        principal={"Service": "logging.s3.amazonaws.com"},
+        actions=["kms:GenerateDataKey*"],
+        resources="*",
+        condition={"StringEquals": {"aws:SourceAccount": account_id}},
+    )
+
+
+class CustomerManagedKey(Construct):
+    """A symmetric KMS key with yearly rotation, a 30-day deletion window and an alias."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: CustomerManagedKeyConfig) -> None:
+        super().__init__(scope, id_)
+        self.config = config
+        self.key = aws.KmsKey(
+            self,
+            "key",
+            description=f"PHI ML platform: {config.purpose.value}",
+            enable_key_rotation=True,
+            rotation_period_in_days=365,
+            deletion_window_in_days=DELETION_WINDOW_DAYS,
+            key_usage="ENCRYPT_DECRYPT",
+            customer_master_key_spec="SYMMETRIC_DEFAULT",
+            is_enabled=True,
+            multi_region=False,
+            policy=key_policy(config),
+            tags={"key-purpose": config.purpose.value},
+        )
+        aws.KmsAlias(self, "alias", name=config.alias, target_key_id=self.key.key_id)
+        self.key_arn: str = self.key.arn
+        self.key_id: str = self.key.key_id
+        self.alias_arn = f"arn:aws:kms:{config.region}:{config.account_id}:{config.alias}"
+
+
+class KeysConfig(LayerConfig):
+    environment: str
+    account_id: str
+    region: str
+    administrators: tuple[str, ...] = Field(min_length=1)
+    users: tuple[str, ...] = Field(min_length=1)
+
+
+class Keys(Construct):
+    """One customer-managed key per purpose, so that revoking or auditing one kind of data
+    (PHI, logs, model artifacts, features) never touches another."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: KeysConfig) -> None:
+        super().__init__(scope, id_)
+
+        def key(purpose: KeyPurpose, *uses: ServiceUse) -> CustomerManagedKey:
+            return CustomerManagedKey(
+                self,
+                purpose.value,
+                config=CustomerManagedKeyConfig(
+                    purpose=purpose,
+                    alias=f"alias/phi-ml/{config.environment}/{purpose.value}",
+                    account_id=config.account_id,
+                    region=config.region,
+                    administrators=config.administrators,
+                    users=config.users,
+                    service_uses=uses,
+                ),
+            )
+
+        self.phi_data = key(KeyPurpose.PHI_DATA)
+        self.logs = key(
+            KeyPurpose.LOGS, ServiceUse.CLOUDWATCH_LOGS, ServiceUse.S3_SERVER_ACCESS_LOGS
+        )
+        self.ml_artifacts = key(KeyPurpose.ML_ARTIFACTS)
+        self.feature_store = key(KeyPurpose.FEATURE_STORE)

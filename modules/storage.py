@@ -1,0 +1,281 @@
+"""The hardened S3 bucket (the only way this code base makes a bucket) and the data buckets."""
+
+from __future__ import annotations
+
+from cdktf import TerraformResourceLifecycle
+from constructs import Construct
+from pydantic import Field, model_validator
+
+from modules import aws
+from modules.config import LayerConfig
+from modules.keys import CustomerManagedKey, Keys
+from modules.policy import Statement, policy_document, statement
+
+MINIMUM_TLS_VERSION = "1.2"
+INCOMPLETE_UPLOAD_DAYS = 7
+
+
+class ObjectLock(LayerConfig):
+    """WORM retention in COMPLIANCE mode: nobody, root included, can shorten or delete."""
+
+    retention_days: int = Field(ge=1, le=36500)
+
+
+class HardenedBucketConfig(LayerConfig):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    account_id: str
+    noncurrent_version_days: int = Field(ge=1, le=36500)
+    object_lock: ObjectLock | None = None
+    # Production data stores: `terraform destroy` or a replacing change is refused.
+    prevent_destroy: bool = False
+
+    @model_validator(mode="after")
+    def _versions_outlive_lock(self) -> HardenedBucketConfig:
+        if self.object_lock and self.noncurrent_version_days < self.object_lock.retention_days:
+            raise ValueError(
+                f"noncurrent_version_days {self.noncurrent_version_days} is shorter than the "
+                f"object lock retention {self.object_lock.retention_days}"
+            )
+        return self
+
+
+def bucket_policy_statements(
+    bucket_arn: str, *, receives_access_logs_from: str | None = None
+) -> list[Statement]:
+    """Deny plain HTTP, TLS below 1.2 and any non-KMS encryption header.
+
+    Puts without an encryption header are allowed: the bucket's default encryption applies
+    its CMK to them. Requiring the header breaks AWS services that rely on default encryption.
+    """
+    resources = [bucket_arn, f"{bucket_arn}/*"]
+    statements = [
+        statement(
+            "DenyInsecureTransport",
+            effect="Deny",
+            principal="*",
+            actions="s3:*",
+            resources=resources,
+            condition={"Bool": {"aws:SecureTransport": "false"}},
+        ),
+        statement(
+            "DenyTlsOlderThan12",
+            effect="Deny",
+            principal="*",
+            actions="s3:*",
+            resources=resources,
+            condition={"NumericLessThan": {"s3:TlsVersion": MINIMUM_TLS_VERSION}},
+        ),
+        statement(
+            "DenyEncryptionOtherThanKms",
+            effect="Deny",
+            principal="*",
+            actions="s3:PutObject",
+            resources=f"{bucket_arn}/*",
+            condition={
+                "Null": {"s3:x-amz-server-side-encryption": "false"},
+                "StringNotEquals": {
+                    "s3:x-amz-server-side-encryption": ["aws:kms", "aws:kms:dsse"]
+                },
+            },
+        ),
+    ]
+    if receives_access_logs_from is not None:
+        statements.append(
+            statement(
+                "AllowS3ServerAccessLogDeliveryFromThisAccount",
+                effect="Allow",
+                principal={"Service": "logging.s3.amazonaws.com"},
+                actions="s3:PutObject",
+                resources=f"{bucket_arn}/*",
+                condition={"StringEquals": {"aws:SourceAccount": receives_access_logs_from}},
+            )
+        )
+    return statements
+
+
+class HardenedBucket(Construct):
+    """An S3 bucket that is encrypted with a CMK, versioned, private, TLS 1.2+ only, with
+    ACLs disabled, server access logging and a lifecycle for old versions.
+
+    `access_logs` is the bucket that receives this bucket's server access logs. Passing None
+    makes this bucket the access-log sink itself: it accepts log delivery from this account
+    and does not log to itself (that would loop); reads of it are recorded by CloudTrail
+    data events instead.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: HardenedBucketConfig,
+        kms_key: CustomerManagedKey,
+        access_logs: HardenedBucket | None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.config = config
+        self.kms_key = kms_key
+        lifecycle = (
+            TerraformResourceLifecycle(prevent_destroy=True) if config.prevent_destroy else None
+        )
+        self.bucket = aws.S3Bucket(
+            self,
+            "bucket",
+            bucket=config.name,
+            force_destroy=False,
+            object_lock_enabled=config.object_lock is not None,
+            lifecycle=lifecycle,
+        )
+        self.bucket_name: str = self.bucket.bucket
+        self.bucket_arn: str = self.bucket.arn
+        bucket_id = self.bucket.id
+
+        aws.S3BucketOwnershipControls(
+            self, "ownership", bucket=bucket_id, rule={"object_ownership": "BucketOwnerEnforced"}
+        )
+        self.public_access_block = aws.S3BucketPublicAccessBlock(
+            self,
+            "public-access-block",
+            bucket=bucket_id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+        )
+        aws.S3BucketServerSideEncryptionConfigurationA(
+            self,
+            "encryption",
+            bucket=bucket_id,
+            rule=[
+                {
+                    "apply_server_side_encryption_by_default": {
+                        "sse_algorithm": "aws:kms",
+                        "kms_master_key_id": kms_key.key_arn,
+                    },
+                    "bucket_key_enabled": True,
+                }
+            ],
+        )
+        versioning = aws.S3BucketVersioningA(
+            self,
+            "versioning",
+            bucket=bucket_id,
+            versioning_configuration={"status": "Enabled"},
+        )
+        aws.S3BucketPolicy(
+            self,
+            "policy",
+            bucket=bucket_id,
+            policy=policy_document(
+                *bucket_policy_statements(
+                    f"arn:aws:s3:::{config.name}",
+                    receives_access_logs_from=config.account_id if access_logs is None else None,
+                )
+            ),
+            # A public access block applied first makes S3 reject a policy that would be public.
+            depends_on=[self.public_access_block],
+        )
+        if access_logs is not None:
+            aws.S3BucketLoggingA(
+                self,
+                "access-logging",
+                bucket=bucket_id,
+                target_bucket=access_logs.bucket.id,
+                target_prefix=f"{config.name}/",
+            )
+        aws.S3BucketLifecycleConfiguration(
+            self,
+            "lifecycle",
+            bucket=bucket_id,
+            rule=[
+                {
+                    "id": "expire-noncurrent-versions-and-abandoned-uploads",
+                    "status": "Enabled",
+                    "filter": [{"prefix": ""}],
+                    "noncurrent_version_expiration": [
+                        {"noncurrent_days": config.noncurrent_version_days}
+                    ],
+                    "abort_incomplete_multipart_upload": [
+                        {"days_after_initiation": INCOMPLETE_UPLOAD_DAYS}
+                    ],
+                }
+            ],
+            # Lifecycle rules on an unversioned bucket would expire current data.
+            depends_on=[versioning],
+        )
+        if config.object_lock is not None:
+            aws.S3BucketObjectLockConfigurationA(
+                self,
+                "object-lock",
+                bucket=bucket_id,
+                rule={
+                    "default_retention": {
+                        "mode": "COMPLIANCE",
+                        "days": config.object_lock.retention_days,
+                    }
+                },
+                depends_on=[versioning],
+            )
+
+
+class StorageConfig(LayerConfig):
+    bucket_prefix: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,30}[a-z0-9]$")
+    account_id: str
+    noncurrent_version_days: int = Field(ge=1, le=36500)
+    audit_retention_days: int = Field(ge=1)
+    production: bool
+
+
+class Storage(Construct):
+    """The environment's buckets: raw clinical data, curated data, ML artifacts, the Feature
+    Store offline store, and the access-log sink every one of them logs to."""
+
+    def __init__(
+        self, scope: Construct, id_: str, *, config: StorageConfig, keys: Keys
+    ) -> None:
+        super().__init__(scope, id_)
+
+        def bucket_config(purpose: str, retention_days: int) -> HardenedBucketConfig:
+            return HardenedBucketConfig(
+                name=f"{config.bucket_prefix}-{purpose}",
+                account_id=config.account_id,
+                noncurrent_version_days=retention_days,
+                prevent_destroy=config.production,
+            )
+
+        self.access_logs = HardenedBucket(
+            self,
+            "access-logs",
+            config=bucket_config("access-logs", config.audit_retention_days),
+            kms_key=keys.logs,
+            access_logs=None,
+        )
+        data_days = config.noncurrent_version_days
+        self.raw = HardenedBucket(
+            self,
+            "raw",
+            config=bucket_config("raw", data_days),
+            kms_key=keys.phi_data,
+            access_logs=self.access_logs,
+        )
+        self.curated = HardenedBucket(
+            self,
+            "curated",
+            config=bucket_config("curated", data_days),
+            kms_key=keys.phi_data,
+            access_logs=self.access_logs,
+        )
+        self.ml_artifacts = HardenedBucket(
+            self,
+            "ml-artifacts",
+            config=bucket_config("ml-artifacts", data_days),
+            kms_key=keys.ml_artifacts,
+            access_logs=self.access_logs,
+        )
+        self.feature_offline = HardenedBucket(
+            self,
+            "feature-offline",
+            config=bucket_config("feature-offline", data_days),
+            kms_key=keys.feature_store,
+            access_logs=self.access_logs,
+        )
