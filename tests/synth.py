@@ -1,0 +1,42 @@
+"""Helpers to synthesize constructs in isolation and read the Terraform JSON they produce."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from modules import aws  # first: it silences Node's banner before cdktf starts jsii
+
+from cdktf import App, TerraformStack, Testing  # noqa: I001
+
+
+def synth_stack(build: Callable[[TerraformStack], object]) -> dict[str, Any]:
+    """Synthesize a throwaway stack holding whatever `build` adds to it."""
+    app: App = Testing.app()
+    stack = TerraformStack(app, "test")
+    aws.AwsProvider(stack, "aws", region="us-east-1")
+    build(stack)
+    return dict(json.loads(Testing.synth(stack)))
+
+
+def resources(synthesized: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    """All resources of one type, by logical name."""
+    return dict(synthesized.get("resource", {}).get(resource_type, {}))
+
+
+def only(synthesized: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    found = resources(synthesized, resource_type)
+    assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
+    return next(iter(found.values()))
+
+
+def statements(policy_json: str) -> Iterator[dict[str, Any]]:
+    yield from json.loads(policy_json)["Statement"]
+
+
+def statement_by_sid(policy_json: str, sid: str) -> dict[str, Any]:
+    for candidate in statements(policy_json):
+        if candidate.get("Sid") == sid:
+            return candidate
+    raise AssertionError(f"no statement {sid!r} in {policy_json}")
