@@ -18,8 +18,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from environments.loader import EnvironmentFileError, load_environments
+from environments.loader import ENVIRONMENTS_DIR, EnvironmentFileError, load_environments
 from environments.schema import OrganizationEnvironment
+from environments.target import Target
 
 DEFAULT_OUTDIR = "cdktf.out"
 ORGANIZATION = "org"
@@ -33,14 +34,16 @@ def _configured_outdir() -> Path:
     return Path(json.loads(config.read_text()).get("output", DEFAULT_OUTDIR))
 
 
-def synthesize(names: list[str], outdir: Path) -> list[str]:
+def synthesize(
+    names: list[str], outdir: Path, environments_dir: Path = ENVIRONMENTS_DIR
+) -> list[str]:
     """Validate, synthesize into a temporary directory, then swap it into place."""
-    # Imported here so that `--help` and input errors answer without loading the bindings.
-    from environments.composition import Target, build_app
-
     target = Target.from_environment()
     wanted = sorted(set(names) | {ORGANIZATION}) if names else None
-    environments = load_environments(wanted)
+    environments = load_environments(wanted, environments_dir)
+    # Imported only now: `--help` and bad input answer without loading cdktf and the bindings.
+    from environments.composition import build_app  # noqa: PLC0415
+
     organization = next(e for e in environments if isinstance(e, OrganizationEnvironment))
 
     outdir = outdir.resolve()
@@ -48,9 +51,7 @@ def synthesize(names: list[str], outdir: Path) -> list[str]:
     retired = outdir.with_name(f"{outdir.name}.old-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        app = build_app(
-            environments, organization=organization, outdir=str(staging), target=target
-        )
+        app = build_app(environments, organization=organization, outdir=str(staging), target=target)
         app.synth()
         stacks = sorted(p.name for p in (staging / "stacks").iterdir())
         if outdir.exists():
@@ -66,10 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("environments", nargs="*", help="environment names (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="output directory")
+    parser.add_argument(
+        "--environments-dir",
+        type=Path,
+        default=Path(os.environ.get("PHI_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR)),
+        help="folder of <name>/environment.yaml (default: environments/)",
+    )
     args = parser.parse_args(argv)
     names = args.environments or os.environ.get("PHI_ENVIRONMENTS", "").split()
     try:
-        stacks = synthesize(names, args.out or _configured_outdir())
+        stacks = synthesize(names, args.out or _configured_outdir(), args.environments_dir)
     except (EnvironmentFileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -7,13 +7,11 @@ creates the state bucket every other stack's S3 backend uses.
 
 from __future__ import annotations
 
-import os
-from enum import StrEnum
-
 from cdktf import App, LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from constructs import Construct
 
 from environments.schema import OrganizationEnvironment, WorkloadEnvironment
+from environments.target import Target
 from modules import aws
 from modules.ingest import Ingest, IngestConfig, VpnPeerConfig
 from modules.keys import (
@@ -27,31 +25,8 @@ from modules.keys import (
 from modules.network import Network, NetworkConfig
 from modules.storage import HardenedBucket, HardenedBucketConfig, Storage, StorageConfig
 
-TARGET_VARIABLE = "PHI_TARGET"
 STATE_KEY_ALIAS = "alias/phi-ml/terraform-state"
 BOOTSTRAP_STACK = "bootstrap"
-
-
-class Target(StrEnum):
-    """Where the synthesized Terraform will run.
-
-    `aws` is real accounts. `local` is the moto emulator on loopback: the only differences
-    in the output are path-style S3 addressing in the provider and the backend (moto serves
-    buckets by path); endpoints come from AWS_ENDPOINT_URL at run time, not from the output.
-    """
-
-    AWS = "aws"
-    LOCAL = "local"
-
-    @classmethod
-    def from_environment(cls) -> Target:
-        value = os.environ.get(TARGET_VARIABLE, cls.AWS.value)
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(
-                f"{TARGET_VARIABLE}={value!r} is not a target (use 'aws' or 'local')"
-            ) from None
 
 
 def default_tags(environment: WorkloadEnvironment | OrganizationEnvironment) -> dict[str, str]:
@@ -159,11 +134,20 @@ class DataStack(PlatformStack):
             ),
             keys=self.keys,
         )
-        for key in (self.keys.phi_data, self.keys.logs, self.keys.ml_artifacts,
-                    self.keys.feature_store):
+        for key in (
+            self.keys.phi_data,
+            self.keys.logs,
+            self.keys.ml_artifacts,
+            self.keys.feature_store,
+        ):
             TerraformOutput(self, f"{key.config.purpose.value}-key-arn", value=key.key_arn)
-        for bucket in (self.storage.raw, self.storage.curated, self.storage.ml_artifacts,
-                       self.storage.feature_offline, self.storage.access_logs):
+        for bucket in (
+            self.storage.raw,
+            self.storage.curated,
+            self.storage.ml_artifacts,
+            self.storage.feature_offline,
+            self.storage.access_logs,
+        ):
             TerraformOutput(self, f"{bucket.node.id}-bucket", value=bucket.bucket_name)
 
 
@@ -208,7 +192,9 @@ class NetworkStack(PlatformStack):
                 amazon_side_asn=vpn.amazon_side_asn if vpn else 64512,
                 vpn=VpnPeerConfig(
                     peer_ip=vpn.peer_ip, bgp_asn=vpn.bgp_asn, onprem_cidrs=vpn.onprem_cidrs
-                ) if vpn else None,
+                )
+                if vpn
+                else None,
                 direct_connect_asn=direct_connect.amazon_side_asn if direct_connect else None,
                 vpc_cidr=environment.network.vpc_cidr,
                 tunnel_log_retention_days=environment.logs.audit_retention_days,
@@ -225,7 +211,11 @@ class BootstrapStack(TerraformStack):
     """The state bucket and its key. Local backend: nothing exists to hold its state yet."""
 
     def __init__(
-        self, scope: Construct, name: str, *, organization: OrganizationEnvironment,
+        self,
+        scope: Construct,
+        name: str,
+        *,
+        organization: OrganizationEnvironment,
         target: Target,
     ) -> None:
         super().__init__(scope, name)

@@ -29,20 +29,52 @@ HIPAA_MIN_AUDIT_RETENTION_DAYS = 2192
 
 # The only values CloudWatch Logs accepts for a log group's retention (PutRetentionPolicy).
 CLOUDWATCH_RETENTION_DAYS = frozenset(
-    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-     2922, 3288, 3653}
+    {
+        1,
+        3,
+        5,
+        7,
+        14,
+        30,
+        60,
+        90,
+        120,
+        150,
+        180,
+        365,
+        400,
+        545,
+        731,
+        1096,
+        1827,
+        2192,
+        2557,
+        2922,
+        3288,
+        3653,
+    }
 )
 
 # EU/EEA regions. GDPR Chapter V and EHDS residency keep EU patient data inside these.
 EU_REGIONS = frozenset(
-    {"eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1",
-     "eu-south-2", "eu-north-1"}
+    {
+        "eu-central-1",
+        "eu-central-2",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-south-1",
+        "eu-south-2",
+        "eu-north-1",
+    }
 )
 # eu-west-2 (London) is outside the EU since 2020; GDPR adequacy is not EHDS residency.
 EU_RESIDENCY_REGIONS = EU_REGIONS - {"eu-west-2"}
 
-_REGION = re.compile(r"^(us|eu|ap|ca|sa|me|af|il|mx)-(north|south|east|west|central|northeast|"
-                     r"southeast|northwest|southwest)-[1-9]$")
+_REGION = re.compile(
+    r"^(us|eu|ap|ca|sa|me|af|il|mx)-(north|south|east|west|central|northeast|"
+    r"southeast|northwest|southwest)-[1-9]$"
+)
 _ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
 _ROLE_ARN = re.compile(r"^arn:aws:iam::([0-9]{12}):role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
@@ -59,7 +91,7 @@ def _account_id(value: object) -> str:
     # YAML reads an unquoted 012345678901 as an integer and drops the leading zero, so only a
     # quoted string is trusted.
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} must be a quoted 12-digit string, e.g. \"{value}\"")
+        raise ValueError(f'{value!r} must be a quoted 12-digit string, e.g. "{value}"')
     if not _ACCOUNT_ID.match(value):
         raise ValueError(f"'{value}' is not a 12-digit AWS account id (quote it in YAML)")
     return value
@@ -85,8 +117,17 @@ def _private_network(value: str) -> str:
 # allowed so that example files need not name somebody's real address.
 _NOT_INTERNET_ROUTABLE = tuple(
     ipaddress.IPv4Network(cidr)
-    for cidr in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-                 "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4")
+    for cidr in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    )
 )
 
 Region = Annotated[str, AfterValidator(_region)]
@@ -132,8 +173,7 @@ class KeyAccess(_Model):
         both = sorted(set(self.administrators) & set(self.users))
         if both:
             raise ValueError(
-                f"{', '.join(both)} is both key administrator and key user "
-                "(separation of duties)"
+                f"{', '.join(both)} is both key administrator and key user (separation of duties)"
             )
         return self
 
@@ -222,7 +262,8 @@ class LogSettings(_Model):
             )
         if value not in CLOUDWATCH_RETENTION_DAYS:
             allowed = ", ".join(
-                str(days) for days in sorted(CLOUDWATCH_RETENTION_DAYS)
+                str(days)
+                for days in sorted(CLOUDWATCH_RETENTION_DAYS)
                 if days >= HIPAA_MIN_AUDIT_RETENTION_DAYS
             )
             raise ValueError(f"{value} is not a CloudWatch Logs retention value ({allowed})")
@@ -317,9 +358,7 @@ class WorkloadEnvironment(_EnvironmentBase):
         for cidr in self.ingest.vpn.onprem_cidrs:
             network = ipaddress.IPv4Network(cidr)
             if network.overlaps(vpc):
-                raise ValueError(
-                    f"ingest.vpn.onprem_cidrs {cidr} overlaps network.vpc_cidr {vpc}"
-                )
+                raise ValueError(f"ingest.vpn.onprem_cidrs {cidr} overlaps network.vpc_cidr {vpc}")
             for other in seen:
                 if network.overlaps(other):
                     raise ValueError(f"ingest.vpn.onprem_cidrs {cidr} overlaps {other}")
@@ -341,6 +380,4 @@ class OrganizationEnvironment(_EnvironmentBase):
     state_backend: StateBackendSettings
 
 
-Environment = Annotated[
-    WorkloadEnvironment | OrganizationEnvironment, Field(discriminator="kind")
-]
+Environment = Annotated[WorkloadEnvironment | OrganizationEnvironment, Field(discriminator="kind")]

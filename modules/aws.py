@@ -20,7 +20,6 @@ from typing import Any
 _PACKAGE = "cdktf_cdktf_provider_aws"
 
 
-
 def _register_bare_package() -> None:
     if _PACKAGE in sys.modules:
         return
@@ -85,9 +84,7 @@ IamRole = _submodule("iam_role").IamRole
 IamRolePolicy = _submodule("iam_role_policy").IamRolePolicy
 
 VpnGateway = _submodule("vpn_gateway").VpnGateway
-VpnGatewayRoutePropagation = _submodule(
-    "vpn_gateway_route_propagation"
-).VpnGatewayRoutePropagation
+VpnGatewayRoutePropagation = _submodule("vpn_gateway_route_propagation").VpnGatewayRoutePropagation
 CustomerGateway = _submodule("customer_gateway").CustomerGateway
 VpnConnection = _submodule("vpn_connection").VpnConnection
 DxGateway = _submodule("dx_gateway").DxGateway

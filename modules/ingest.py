@@ -99,7 +99,9 @@ class Ingest(Construct):
         self.direct_connect_gateway: Any = None
         if config.direct_connect_asn is not None:
             self.direct_connect_gateway = aws.DxGateway(
-                self, "dx-gateway", name=f"{name}-dxgw",
+                self,
+                "dx-gateway",
+                name=f"{name}-dxgw",
                 amazon_side_asn=str(config.direct_connect_asn),
             )
             aws.DxGatewayAssociation(

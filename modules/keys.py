@@ -109,13 +109,19 @@ def _service_statement(use: ServiceUse, account_id: str, region: str) -> Stateme
             "CloudWatchLogsEncryptsThisAccountsLogGroups",
             effect="Allow",
             principal={"Service": f"logs.{region}.amazonaws.com"},
-            actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*",
-                     "kms:ReEncrypt*"],
+            actions=[
+                "kms:Decrypt",
+                "kms:DescribeKey",
+                "kms:Encrypt",
+                "kms:GenerateDataKey*",
+                "kms:ReEncrypt*",
+            ],
             resources="*",
             condition={
                 "ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn":
+                    "kms:EncryptionContext:aws:logs:arn": (
                         f"arn:aws:logs:{region}:{account_id}:log-group:*"
+                    )
                 }
             },
         )

@@ -44,7 +44,9 @@ class NetworkConfig(LayerConfig):
 
     @property
     def interface_endpoints(self) -> tuple[str, ...]:
-        extras = [s for s in self.extra_interface_endpoints if s not in REQUIRED_INTERFACE_ENDPOINTS]
+        extras = [
+            s for s in self.extra_interface_endpoints if s not in REQUIRED_INTERFACE_ENDPOINTS
+        ]
         return REQUIRED_INTERFACE_ENDPOINTS + tuple(sorted(set(extras)))
 
 
@@ -243,8 +245,11 @@ class Network(Construct):
                 statement(
                     "DeliverFlowLogs",
                     effect="Allow",
-                    actions=["logs:CreateLogStream", "logs:DescribeLogStreams",
-                             "logs:PutLogEvents"],
+                    actions=[
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogStreams",
+                        "logs:PutLogEvents",
+                    ],
                     resources=[log_group.arn, f"{log_group.arn}:*"],
                 )
             ),

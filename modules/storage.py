@@ -73,9 +73,7 @@ def bucket_policy_statements(
             resources=f"{bucket_arn}/*",
             condition={
                 "Null": {"s3:x-amz-server-side-encryption": "false"},
-                "StringNotEquals": {
-                    "s3:x-amz-server-side-encryption": ["aws:kms", "aws:kms:dsse"]
-                },
+                "StringNotEquals": {"s3:x-amz-server-side-encryption": ["aws:kms", "aws:kms:dsse"]},
             },
         ),
     ]
@@ -230,9 +228,7 @@ class Storage(Construct):
     """The environment's buckets: raw clinical data, curated data, ML artifacts, the Feature
     Store offline store, and the access-log sink every one of them logs to."""
 
-    def __init__(
-        self, scope: Construct, id_: str, *, config: StorageConfig, keys: Keys
-    ) -> None:
+    def __init__(self, scope: Construct, id_: str, *, config: StorageConfig, keys: Keys) -> None:
         super().__init__(scope, id_)
 
         def bucket_config(purpose: str, retention_days: int) -> HardenedBucketConfig:

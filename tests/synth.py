@@ -6,9 +6,9 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from modules import aws  # first: it silences Node's banner before cdktf starts jsii
+from cdktf import App, TerraformStack, Testing
 
-from cdktf import App, TerraformStack, Testing  # noqa: I001
+from modules import aws
 
 
 def synth_stack(build: Callable[[TerraformStack], object]) -> dict[str, Any]:

@@ -1,0 +1,69 @@
+# PHI ML Platform. Every command of the README; the first target that needs Python creates
+# .venv from pyproject.toml by itself (nothing is installed by hand).
+#
+#   make synth [ENV="dev prod"]   make validate   make plan [ENV=dev]   make test   make demo
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-from-pyproject
+
+ENV ?=
+OUT ?= cdktf.out
+LOCAL_OUT ?= cdktf.out.local
+
+# Where terraform finds hashicorp/aws 5.100.0 without the internet. Empty means the normal
+# registry download. Defaults to a filesystem mirror if one sits at a known place on this
+# machine; set PHI_PROVIDER_MIRROR yourself to use another (or PHI_PROVIDER_MIRROR= for none).
+PHI_PROVIDER_MIRROR ?= $(firstword $(wildcard /opt/tf-plugins /usr/local/share/terraform/plugins))
+export PHI_PROVIDER_MIRROR
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: help setup synth synth-local validate plan test lint format demo clean
+
+help: ## list every target with one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(STAMP) ## create .venv with the pinned dependencies (done by every target as needed)
+
+synth: $(STAMP) ## synthesize Terraform for every environment (or ENV="dev prod") into cdktf.out
+	$(PY) main.py --out $(OUT) $(ENV)
+
+synth-local: $(STAMP) ## synthesize for the local target (moto emulator) into cdktf.out.local
+	PHI_TARGET=local $(PY) main.py --out $(LOCAL_OUT) $(ENV)
+
+validate: synth ## terraform init + validate every synthesized stack (offline with the mirror)
+	$(PY) -m tools.terraform validate --out $(OUT)
+
+plan: synth-local ## terraform plan every stack against a moto server on loopback
+	$(PY) -m tools.terraform plan --out $(LOCAL_OUT)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy main.py modules environments tools
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint ## lint, then every test (constructs, environments, synth, terraform validate, moto plan)
+	$(VENV)/bin/pytest
+
+demo: ## the main job on the embedded default: synth, validate, plan against the emulator
+	$(MAKE) --no-print-directory validate
+	$(MAKE) --no-print-directory plan
+	@echo "demo complete: Terraform in $(OUT)/stacks, valid, and planned against the emulator"
+
+clean: ## remove synthesized output and caches (keeps .venv)
+	rm -rf $(OUT) $(LOCAL_OUT) $(OUT).tmp-* $(OUT).old-* .cache .pytest_cache .mypy_cache .ruff_cache
