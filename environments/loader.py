@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,32 @@ def _field_path(location: tuple[int | str, ...]) -> str:
 def _first_error(path: Path, error: ValidationError) -> EnvironmentFileError:
     # Reported one at a time, like a compiler: fixing the first often fixes the rest, and one
     # message that names one field is what a reviewer can act on.
-    details = error.errors(include_url=False)[0]
+    every = error.errors(include_url=False)
+    # A container whose item failed also reports itself (e.g. "at least 1 item" once its only
+    # item was rejected): an echo of the item's problem, not a second one.
+    problems = [
+        p
+        for p in every
+        if not any(
+            len(q["loc"]) > len(p["loc"]) and q["loc"][: len(p["loc"])] == p["loc"] for q in every
+        )
+    ]
+    # A misspelt field shows up twice: as unknown, and its real name as missing. The unknown
+    # one is the cause, so it is reported, with the missing name as the likely intent.
+    details = next((p for p in problems if p["type"] == "extra_forbidden"), problems[0])
     field = _field_path(details["loc"])
     rule = details["msg"].removeprefix("Value error, ")
+    explained = [details]
     if details["type"] == "extra_forbidden":
-        rule = "unknown field (misspelt? see environments/README.md for the schema)"
+        missing = {
+            str(p["loc"][-1]): p
+            for p in problems
+            if p["type"] == "missing" and p["loc"][:-1] == details["loc"][:-1]
+        }
+        close = difflib.get_close_matches(str(details["loc"][-1]), list(missing), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "see environments/README.md"
+        rule = f"unknown field ({hint})"
+        explained += [missing[name] for name in close]
     elif details["type"] == "missing":
         rule = "required field is missing"
     elif details["type"] == "union_tag_invalid":
@@ -62,7 +84,7 @@ def _first_error(path: Path, error: ValidationError) -> EnvironmentFileError:
     elif details["type"] == "union_tag_not_found":
         field = "kind"
         rule = "required field is missing ('workload' or 'organization')"
-    extra = len(error.errors()) - 1
+    extra = len(problems) - len(explained)
     if extra:
         rule += f" (and {extra} more problem{'s' if extra > 1 else ''} after this one)"
     return EnvironmentFileError(path, field, rule)

@@ -108,10 +108,17 @@ def _private_network(value: str) -> str:
         network = ipaddress.IPv4Network(value, strict=True)
     except ValueError as error:
         raise ValueError(f"'{value}' is not a valid IPv4 CIDR ({error})") from None
-    if not network.is_private:
-        raise ValueError(f"'{value}' is not a private (RFC 1918) range")
+    if not any(network.subnet_of(block) for block in _RFC1918):
+        raise ValueError(
+            f"'{value}' is not inside a private (RFC 1918) range: 10.0.0.0/8, 172.16.0.0/12 "
+            "or 192.168.0.0/16"
+        )
     return str(network)
 
+
+_RFC1918 = tuple(
+    ipaddress.IPv4Network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
 
 # Ranges an IPsec peer on the internet can never have. The documentation ranges (RFC 5737) stay
 # allowed so that example files need not name somebody's real address.
@@ -348,6 +355,11 @@ class WorkloadEnvironment(_EnvironmentBase):
         ):
             raise ValueError("a US environment must include HIPAA in compliance_scope")
         self._cidrs_do_not_overlap()
+        if self.deployment_role_arn in self.keys.users:
+            raise ValueError(
+                "keys.users: the deployment_role_arn administers every key, so it cannot also "
+                "be a key user (separation of duties)"
+            )
         return self
 
     def _cidrs_do_not_overlap(self) -> None:
@@ -378,6 +390,15 @@ class OrganizationEnvironment(_EnvironmentBase):
 
     kind: Literal["organization"]
     state_backend: StateBackendSettings
+
+    @model_validator(mode="after")
+    def _deployer_is_not_a_state_key_user(self) -> OrganizationEnvironment:
+        if self.deployment_role_arn in self.state_backend.keys.users:
+            raise ValueError(
+                "state_backend.keys.users: the deployment_role_arn administers the state key, "
+                "so it cannot also be a key user (separation of duties)"
+            )
+        return self
 
 
 Environment = Annotated[WorkloadEnvironment | OrganizationEnvironment, Field(discriminator="kind")]

@@ -55,15 +55,28 @@ KmsAlias = _submodule("kms_alias").KmsAlias
 
 S3Bucket = _submodule("s3_bucket").S3Bucket
 S3BucketVersioningA = _submodule("s3_bucket_versioning").S3BucketVersioningA
+# Lists of nested blocks need the typed struct classes: jsii converts a plain dict only where a
+# single struct is expected, and silently synthesizes `[{}]` for a list of dicts.
 _sse = _submodule("s3_bucket_server_side_encryption_configuration")
 S3BucketServerSideEncryptionConfigurationA = _sse.S3BucketServerSideEncryptionConfigurationA
+S3BucketServerSideEncryptionConfigurationRuleA = _sse.S3BucketServerSideEncryptionConfigurationRuleA
+S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA = (
+    _sse.S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA
+)
 S3BucketPublicAccessBlock = _submodule("s3_bucket_public_access_block").S3BucketPublicAccessBlock
 S3BucketOwnershipControls = _submodule("s3_bucket_ownership_controls").S3BucketOwnershipControls
 S3BucketPolicy = _submodule("s3_bucket_policy").S3BucketPolicy
 S3BucketLoggingA = _submodule("s3_bucket_logging").S3BucketLoggingA
-S3BucketLifecycleConfiguration = _submodule(
-    "s3_bucket_lifecycle_configuration"
-).S3BucketLifecycleConfiguration
+_lifecycle = _submodule("s3_bucket_lifecycle_configuration")
+S3BucketLifecycleConfiguration = _lifecycle.S3BucketLifecycleConfiguration
+S3BucketLifecycleConfigurationRule = _lifecycle.S3BucketLifecycleConfigurationRule
+S3BucketLifecycleConfigurationRuleFilter = _lifecycle.S3BucketLifecycleConfigurationRuleFilter
+S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration = (
+    _lifecycle.S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration
+)
+S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload = (
+    _lifecycle.S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload
+)
 S3BucketObjectLockConfigurationA = _submodule(
     "s3_bucket_object_lock_configuration"
 ).S3BucketObjectLockConfigurationA

@@ -11,12 +11,13 @@ from modules import aws
 from modules.config import LayerConfig
 from modules.keys import CustomerManagedKey
 
-# Both tunnels negotiate only these. IKEv1 and its aggressive mode, AES-128, SHA-1 and the
-# MODP groups below 2048 bits (1, 2, 5) are refused: NIST SP 800-77r1 / 800-57 strength.
+# Both tunnels negotiate only these. IKEv1, AES-128, SHA-1 and every Diffie-Hellman group
+# below 112-bit strength are refused (NIST SP 800-77r1, SP 800-57). RFC 8247 advises against
+# groups 22-24 (MODP with small prime-order subgroups; 22 is only 1024-bit), so they are out too.
 IKE_VERSIONS = ["ikev2"]
 ENCRYPTION_ALGORITHMS = ["AES256", "AES256-GCM-16"]
 INTEGRITY_ALGORITHMS = ["SHA2-256", "SHA2-384", "SHA2-512"]
-DH_GROUP_NUMBERS = [14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]
+DH_GROUP_NUMBERS = [14, 15, 16, 17, 18, 19, 20, 21]
 HTTPS = 443
 
 
@@ -63,7 +64,7 @@ def tunnel_options(tunnel: int, log_group_arn: str) -> dict[str, Any]:
 
 class Ingest(Construct):
     """Clinical data arrives only over private, encrypted paths: an IPsec VPN with IKEv2,
-    AES-256, SHA-2 and DH group 14 or stronger on both tunnels (tunnel activity logged), and/or
+    AES-256, SHA-2 and DH groups 14-21 on both tunnels (tunnel activity logged), and/or
     a Direct Connect gateway. Sites reach the VPC on HTTPS only (TLS 1.2+ is enforced by
     the services behind it)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from constructs import Construct
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modules import aws
 from modules.config import LayerConfig
@@ -17,7 +17,9 @@ DELETION_WINDOW_DAYS = 30
 
 KEY_ADMINISTRATION_ACTIONS = [
     "kms:CancelKeyDeletion",
-    "kms:Create*",
+    # Not kms:Create*: that includes kms:CreateGrant, with which an administrator could grant
+    # itself decryption.
+    "kms:CreateAlias",
     "kms:Delete*",
     "kms:Describe*",
     "kms:Disable*",
@@ -63,6 +65,13 @@ class CustomerManagedKeyConfig(LayerConfig):
     administrators: tuple[str, ...] = Field(min_length=1)
     users: tuple[str, ...] = Field(min_length=1)
     service_uses: tuple[ServiceUse, ...] = ()
+
+    @model_validator(mode="after")
+    def _nobody_both_administers_and_uses(self) -> CustomerManagedKeyConfig:
+        both = sorted(set(self.administrators) & set(self.users))
+        if both:
+            raise ValueError(f"{', '.join(both)} cannot both administer and use a key")
+        return self
 
 
 def key_policy(config: CustomerManagedKeyConfig) -> str:

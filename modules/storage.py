@@ -145,13 +145,15 @@ class HardenedBucket(Construct):
             "encryption",
             bucket=bucket_id,
             rule=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": kms_key.key_arn,
-                    },
-                    "bucket_key_enabled": True,
-                }
+                aws.S3BucketServerSideEncryptionConfigurationRuleA(
+                    apply_server_side_encryption_by_default=(
+                        aws.S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
+                            sse_algorithm="aws:kms", kms_master_key_id=kms_key.key_arn
+                        )
+                    ),
+                    # One data key per bucket instead of a KMS call per object.
+                    bucket_key_enabled=True,
+                )
             ],
         )
         versioning = aws.S3BucketVersioningA(
@@ -186,17 +188,21 @@ class HardenedBucket(Construct):
             "lifecycle",
             bucket=bucket_id,
             rule=[
-                {
-                    "id": "expire-noncurrent-versions-and-abandoned-uploads",
-                    "status": "Enabled",
-                    "filter": [{"prefix": ""}],
-                    "noncurrent_version_expiration": [
-                        {"noncurrent_days": config.noncurrent_version_days}
+                aws.S3BucketLifecycleConfigurationRule(
+                    id="expire-noncurrent-versions-and-abandoned-uploads",
+                    status="Enabled",
+                    filter=[aws.S3BucketLifecycleConfigurationRuleFilter(prefix="")],
+                    noncurrent_version_expiration=[
+                        aws.S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
+                            noncurrent_days=config.noncurrent_version_days
+                        )
                     ],
-                    "abort_incomplete_multipart_upload": [
-                        {"days_after_initiation": INCOMPLETE_UPLOAD_DAYS}
+                    abort_incomplete_multipart_upload=[
+                        aws.S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
+                            days_after_initiation=INCOMPLETE_UPLOAD_DAYS
+                        )
                     ],
-                }
+                )
             ],
             # Lifecycle rules on an unversioned bucket would expire current data.
             depends_on=[versioning],
