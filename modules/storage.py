@@ -260,6 +260,11 @@ class Storage(Construct):
             kms_key=keys.phi_data,
             access_logs=self.access_logs,
         )
+        # Every new raw object becomes an EventBridge event: the ML pipeline starts from it and
+        # records its key, so each model run names the data that triggered it (provenance).
+        aws.S3BucketNotification(
+            self, "raw-object-events", bucket=self.raw.bucket.id, eventbridge=True
+        )
         self.curated = HardenedBucket(
             self,
             "curated",

@@ -508,3 +508,11 @@ def test_versions_kept_as_long_as_the_lock_are_accepted() -> None:
 def test_bucket_names_must_be_valid_s3_names(bad_name: str) -> None:
     with pytest.raises(ValidationError, match="name"):
         HardenedBucketConfig(name=bad_name, account_id=ACCOUNT, noncurrent_version_days=30)
+
+
+def test_only_the_raw_bucket_sends_object_events_to_eventbridge(storage: dict[str, Any]) -> None:
+    """Provenance: new raw objects reach EventBridge (which starts the pipeline); curated or
+    artifact writes must not, or every pipeline output would trigger another run."""
+    notifications = by_bucket(storage, "aws_s3_bucket_notification")
+    assert set(notifications) == {name("raw")}
+    assert notifications[name("raw")]["eventbridge"] is True
