@@ -55,6 +55,8 @@ class ServiceUse(StrEnum):
 
     CLOUDWATCH_LOGS = "cloudwatch-logs"
     S3_SERVER_ACCESS_LOGS = "s3-server-access-logs"
+    # EventBridge writing to a CMK-encrypted SQS dead-letter queue or SNS topic.
+    EVENTBRIDGE = "eventbridge"
 
 
 class CustomerManagedKeyConfig(LayerConfig):
@@ -65,10 +67,17 @@ class CustomerManagedKeyConfig(LayerConfig):
     administrators: tuple[str, ...] = Field(min_length=1)
     users: tuple[str, ...] = Field(min_length=1)
     service_uses: tuple[ServiceUse, ...] = ()
+    # Roles the platform itself creates (pipeline, endpoint, import, functions), often in a
+    # later stack. A key policy may not name a principal that does not exist yet, so these are
+    # matched by aws:PrincipalArn instead: exact ARNs, no wildcards.
+    service_roles: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _nobody_both_administers_and_uses(self) -> CustomerManagedKeyConfig:
-        both = sorted(set(self.administrators) & set(self.users))
+        for role in self.service_roles:
+            if "*" in role or "?" in role:
+                raise ValueError(f"service role {role} must be an exact ARN, not a pattern")
+        both = sorted(set(self.administrators) & (set(self.users) | set(self.service_roles)))
         if both:
             raise ValueError(f"{', '.join(both)} cannot both administer and use a key")
         return self
@@ -107,9 +116,36 @@ def key_policy(config: CustomerManagedKeyConfig) -> str:
             condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
         ),
     ]
+    if config.service_roles:
+        statements.extend(_service_role_statements(config))
     for use in config.service_uses:
         statements.append(_service_statement(use, config.account_id, config.region))
     return policy_document(*statements)
+
+
+def _service_role_statements(config: CustomerManagedKeyConfig) -> list[Statement]:
+    # The account principal with an exact aws:PrincipalArn list admits those roles and no one
+    # else, whether or not they exist when the key policy is written.
+    only_these_roles = {"ArnEquals": {"aws:PrincipalArn": sorted(set(config.service_roles))}}
+    account = {"AWS": f"arn:aws:iam::{config.account_id}:root"}
+    return [
+        statement(
+            "PlatformServiceRolesEncryptAndDecrypt",
+            effect="Allow",
+            principal=account,
+            actions=KEY_USAGE_ACTIONS,
+            resources="*",
+            condition=only_these_roles,
+        ),
+        statement(
+            "PlatformServiceRolesGrantOnlyToAwsServices",
+            effect="Allow",
+            principal=account,
+            actions=["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+            resources="*",
+            condition={**only_these_roles, "Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+    ]
 
 
 def _service_statement(use: ServiceUse, account_id: str, region: str) -> Statement:
@@ -132,6 +168,18 @@ def _service_statement(use: ServiceUse, account_id: str, region: str) -> Stateme
                         f"arn:aws:logs:{region}:{account_id}:log-group:*"
                     )
                 }
+            },
+        )
+    if use is ServiceUse.EVENTBRIDGE:
+        return statement(
+            "EventBridgeDeliversToEncryptedQueuesAndTopics",
+            effect="Allow",
+            principal={"Service": "events.amazonaws.com"},
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources="*",
+            condition={
+                "StringEquals": {"aws:SourceAccount": account_id},
+                "ArnLike": {"aws:SourceArn": f"arn:aws:events:{region}:{account_id}:rule/*"},
             },
         )
     return statement(
@@ -176,6 +224,8 @@ class KeysConfig(LayerConfig):
     region: str
     administrators: tuple[str, ...] = Field(min_length=1)
     users: tuple[str, ...] = Field(min_length=1)
+    # Per purpose, the exact ARNs of roles the platform creates that use that key.
+    service_roles: dict[KeyPurpose, tuple[str, ...]] = Field(default_factory=dict)
 
 
 class Keys(Construct):
@@ -197,6 +247,7 @@ class Keys(Construct):
                     administrators=config.administrators,
                     users=config.users,
                     service_uses=uses,
+                    service_roles=config.service_roles.get(purpose, ()),
                 ),
             )
 
@@ -204,5 +255,6 @@ class Keys(Construct):
         self.logs = key(
             KeyPurpose.LOGS, ServiceUse.CLOUDWATCH_LOGS, ServiceUse.S3_SERVER_ACCESS_LOGS
         )
-        self.ml_artifacts = key(KeyPurpose.ML_ARTIFACTS)
+        # Also encrypts the ML layer's dead-letter queues and notification topic.
+        self.ml_artifacts = key(KeyPurpose.ML_ARTIFACTS, ServiceUse.EVENTBRIDGE)
         self.feature_store = key(KeyPurpose.FEATURE_STORE)

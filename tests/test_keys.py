@@ -79,13 +79,20 @@ def service_principals(policy_json: str) -> set[str]:
     return found
 
 
+def pinned_to_exact_roles(policy_statement: dict[str, Any]) -> bool:
+    """A root principal narrowed by aws:PrincipalArn to exact role ARNs admits only those."""
+    arns = policy_statement.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn")
+    return bool(arns) and all("*" not in arn and "?" not in arn for arn in _as_list(arns))
+
+
 def root_or_anyone_principals(policy_json: str) -> list[str]:
     """Principals that would hand the decision to IAM policies (the root) or to anybody."""
     return [
         principal
         for candidate in statements(policy_json)
         for principal in aws_principals(candidate)
-        if principal == "*" or ROOT_PRINCIPAL.match(principal)
+        if principal == "*"
+        or (ROOT_PRINCIPAL.match(principal) and not pinned_to_exact_roles(candidate))
     ]
 
 
@@ -270,7 +277,7 @@ def test_logs_key_service_principals_are_exactly_the_log_services(
     }
 
 
-@pytest.mark.parametrize("purpose", NON_LOG_PURPOSES)
+@pytest.mark.parametrize("purpose", ["phi-data", "feature-store"])
 def test_data_keys_allow_no_service_principal(
     keys_by_purpose: dict[str, tuple[str, dict[str, Any]]], purpose: str
 ) -> None:
@@ -360,3 +367,75 @@ def test_alias_must_be_a_kms_alias_name(alias: str) -> None:
 def test_a_principal_cannot_be_both_administrator_and_user() -> None:
     with pytest.raises(ValidationError):
         key_config(administrators=(USERS[0],), users=(USERS[0],))
+
+
+SERVICE_ROLES = (
+    f"arn:aws:iam::{ACCOUNT}:role/phi-ml-unit-pipeline",
+    f"arn:aws:iam::{ACCOUNT}:role/phi-ml-unit-endpoint",
+)
+
+
+def service_role_config(roles: tuple[str, ...] = SERVICE_ROLES) -> CustomerManagedKeyConfig:
+    return CustomerManagedKeyConfig(
+        purpose=KeyPurpose.ML_ARTIFACTS,
+        alias="alias/phi-ml/unit/ml-artifacts",
+        account_id=ACCOUNT,
+        region=REGION,
+        administrators=ADMINISTRATORS,
+        users=USERS,
+        service_roles=roles,
+    )
+
+
+def test_platform_roles_use_the_key_through_an_exact_principal_arn_list() -> None:
+    policy = key_policy(service_role_config())
+    usage = statement_by_sid(policy, "PlatformServiceRolesEncryptAndDecrypt")
+    assert usage["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    assert usage["Condition"] == {"ArnEquals": {"aws:PrincipalArn": sorted(SERVICE_ROLES)}}
+    assert grants(usage, "kms:Decrypt")
+    assert not grants(usage, "kms:PutKeyPolicy")
+    assert root_or_anyone_principals(policy) == []
+    assert grants_not_confined_to_aws_resources(policy) == []
+
+
+def test_root_detector_catches_a_root_statement_pinned_by_a_pattern() -> None:
+    """Twin: a PrincipalArn condition with a wildcard is no pin: every matching role gets in."""
+    wildcard = policy_document(
+        statement(
+            "RolesByPattern",
+            effect="Allow",
+            principal={"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            actions="kms:Decrypt",
+            resources="*",
+            condition={"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/*"}},
+        )
+    )
+    assert root_or_anyone_principals(wildcard) == [f"arn:aws:iam::{ACCOUNT}:root"]
+
+
+@pytest.mark.parametrize(
+    "roles",
+    [(f"arn:aws:iam::{ACCOUNT}:role/phi-ml-*",), (ADMINISTRATORS[0],)],
+    ids=["pattern", "administrator"],
+)
+def test_service_roles_must_be_exact_and_never_administrators(roles: tuple[str, ...]) -> None:
+    with pytest.raises(ValidationError):
+        service_role_config(roles)
+
+
+def test_eventbridge_may_use_only_the_ml_artifacts_key(
+    keys_by_purpose: dict[str, tuple[str, dict[str, Any]]],
+) -> None:
+    with_eventbridge = {
+        purpose
+        for purpose in LAYER_PURPOSES
+        if "events.amazonaws.com" in service_principals(policy_of(keys_by_purpose, purpose))
+    }
+    assert with_eventbridge == {"ml-artifacts"}
+    events = statement_by_sid(
+        policy_of(keys_by_purpose, "ml-artifacts"), "EventBridgeDeliversToEncryptedQueuesAndTopics"
+    )
+    assert events["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/*"},
+    }
