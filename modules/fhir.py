@@ -1,0 +1,387 @@
+"""AWS HealthLake FHIR R4 datastore encrypted with the PHI key, and the role its imports use.
+
+The AWS provider (5.100.0) has no HealthLake resource, so the datastore is an
+`AWS::HealthLake::FHIRDatastore` inside a CloudFormation stack that Terraform manages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from cdktf import TerraformResourceLifecycle
+from constructs import Construct
+from pydantic import Field, field_validator, model_validator
+
+from modules import aws
+from modules.config import LayerConfig
+from modules.keys import CustomerManagedKey
+from modules.policy import Statement, policy_document, statement
+from modules.storage import HardenedBucket
+
+# Regions with a HealthLake endpoint, from "AWS HealthLake endpoints and quotas" in the AWS
+# General Reference (https://docs.aws.amazon.com/general/latest/gr/Amazon-HealthLake.html),
+# as read on 2026-11-28. Not offered in eu-central-1 (Frankfurt), among others.
+HEALTHLAKE_REGIONS = frozenset(
+    {
+        "us-east-1",
+        "us-east-2",
+        "us-west-2",
+        "ap-south-1",
+        "ap-southeast-2",
+        "ca-central-1",
+        "eu-west-1",
+        "eu-west-2",
+    }
+)
+
+# SMART App Launch 2.x capability vocabulary (hl7.org/fhir/smart-app-launch, "Capabilities"):
+# a typo here would silently advertise nothing to client applications.
+SMART_CAPABILITIES = frozenset(
+    {
+        "launch-ehr",
+        "launch-standalone",
+        "authorize-post",
+        "client-public",
+        "client-confidential-symmetric",
+        "client-confidential-asymmetric",
+        "sso-openid-connect",
+        "context-passthrough-banner",
+        "context-passthrough-style",
+        "context-ehr-patient",
+        "context-ehr-encounter",
+        "context-standalone-patient",
+        "context-standalone-encounter",
+        "permission-offline",
+        "permission-online",
+        "permission-patient",
+        "permission-user",
+        "permission-v1",
+        "permission-v2",
+        "smart-app-state",
+    }
+)
+# PKCE with S256 is what HealthLake requires; "plain" would let an intercepted authorization
+# code be redeemed, so it is never advertised.
+CODE_CHALLENGE_METHODS = ("S256",)
+
+FHIR_VERSION = "R4"
+CUSTOMER_MANAGED_KEY = "CUSTOMER_MANAGED_KMS_KEY"
+DATASTORE_LOGICAL_ID = "FHIRDatastore"
+# Creating a datastore takes tens of minutes; CloudFormation rolls back past this, and
+# Terraform waits a little longer than CloudFormation so that the rollback is what it reports.
+STACK_TIMEOUT_MINUTES = 90
+TERRAFORM_WAIT = f"{STACK_TIMEOUT_MINUTES + 10}m"
+
+# Same pattern as the HealthLake API's IdpLambdaArn, anchored.
+_IDP_LAMBDA_ARN = re.compile(
+    r"^arn:aws[-a-z]*:lambda:(?P<region>[a-z]{2}-[a-z]+-\d):\d{12}:function:"
+    r"[a-zA-Z0-9\-_.]+(:(\$LATEST|[a-zA-Z0-9\-_]+))?$"
+)
+# One or more S3 "safe character" path segments, each ending in "/": no leading slash, no
+# empty segment, and no `*`, `?` or `$` that would widen the IAM resources built from it.
+S3_PREFIX_PATTERN = r"^([A-Za-z0-9!_.'()-]+/)+$"
+HTTPS_URL_PATTERN = r"^https://[^\s/?#]+[^\s]*$"
+
+
+class SmartOnFhir(LayerConfig):
+    """SMART on FHIR: which tokens the datastore accepts and the discovery metadata it serves
+    (HealthLake IdentityProviderConfiguration)."""
+
+    # AWS_AUTH (SigV4 only) is what a datastore without this block uses.
+    authorization_strategy: Literal["SMART_ON_FHIR_V1", "SMART_ON_FHIR"]
+    # HealthLake calls this function to decode and validate every bearer token.
+    idp_lambda_arn: str = Field(min_length=49, max_length=256)
+    fine_grained_authorization: bool = True
+    issuer: str = Field(pattern=HTTPS_URL_PATTERN)
+    authorization_endpoint: str = Field(pattern=HTTPS_URL_PATTERN)
+    token_endpoint: str = Field(pattern=HTTPS_URL_PATTERN)
+    capabilities: tuple[str, ...] = Field(min_length=1)
+    grant_types: tuple[Literal["authorization_code", "client_credentials"], ...] = Field(
+        default=("authorization_code",), min_length=1
+    )
+
+    @field_validator("idp_lambda_arn")
+    @classmethod
+    def _lambda_arn(cls, value: str) -> str:
+        if not _IDP_LAMBDA_ARN.match(value):
+            raise ValueError(
+                f"'{value}' is not a Lambda function ARN "
+                "(arn:aws:lambda:<region>:<account>:function:<name>)"
+            )
+        return value
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_capabilities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - SMART_CAPABILITIES)
+        if unknown:
+            raise ValueError(f"unknown SMART capabilities {unknown}")
+        return value
+
+    @property
+    def idp_lambda_region(self) -> str:
+        match = _IDP_LAMBDA_ARN.match(self.idp_lambda_arn)
+        assert match is not None  # checked by the validator
+        return match.group("region")
+
+    def metadata(self) -> str:
+        """The Metadata JSON string HealthLake serves as the SMART discovery document."""
+        return json.dumps(
+            {
+                "issuer": self.issuer,
+                "authorization_endpoint": self.authorization_endpoint,
+                "token_endpoint": self.token_endpoint,
+                "capabilities": list(self.capabilities),
+                "grant_types_supported": list(self.grant_types),
+                "code_challenge_methods_supported": list(CODE_CHALLENGE_METHODS),
+            },
+            sort_keys=True,
+        )
+
+
+class FhirConfig(LayerConfig):
+    environment: str = Field(pattern=r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
+    account_id: str = Field(pattern=r"^[0-9]{12}$")
+    region: str
+    datastore_name: str = Field(pattern=r"^[A-Za-z0-9 _.:/=+%@-]{1,256}$")
+    # Where sites drop FHIR NDJSON in the raw bucket; the import role reads nothing else.
+    import_prefix: str = Field(default="fhir-import/", pattern=S3_PREFIX_PATTERN)
+    # Where HealthLake writes each import job's report; the import role writes nothing else.
+    results_prefix: str = Field(default="fhir-import-results/", pattern=S3_PREFIX_PATTERN)
+    production: bool
+    smart_on_fhir: SmartOnFhir | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _healthlake_offered(cls, value: str) -> str:
+        if value not in HEALTHLAKE_REGIONS:
+            raise ValueError(
+                f"AWS HealthLake is not offered in {value}; it is in "
+                f"{', '.join(sorted(HEALTHLAKE_REGIONS))}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FhirConfig:
+        first, second = sorted((self.import_prefix, self.results_prefix), key=len)
+        if second.startswith(first):
+            # Overlapping areas would let the role read what it wrote (or overwrite inputs).
+            raise ValueError(
+                f"import_prefix '{self.import_prefix}' and results_prefix "
+                f"'{self.results_prefix}' overlap; they must be disjoint"
+            )
+        smart = self.smart_on_fhir
+        if smart is not None and smart.idp_lambda_region != self.region:
+            # Bearer tokens carry patient context: they are decoded in the datastore's region.
+            raise ValueError(
+                f"smart_on_fhir.idp_lambda_arn is in {smart.idp_lambda_region}, "
+                f"not the datastore's region {self.region}"
+            )
+        return self
+
+    @property
+    def import_role_name(self) -> str:
+        """Fixed, so the PHI key's policy can admit the role before it exists."""
+        return f"phi-ml-{self.environment}-healthlake-import"
+
+
+def datastore_template(config: FhirConfig, phi_key_arn: str) -> dict[str, Any]:
+    """The CloudFormation template: one FHIR R4 datastore encrypted with the PHI key."""
+    properties: dict[str, Any] = {
+        "DatastoreName": config.datastore_name,
+        "DatastoreTypeVersion": FHIR_VERSION,
+        "SseConfiguration": {
+            "KmsEncryptionConfig": {"CmkType": CUSTOMER_MANAGED_KEY, "KmsKeyId": phi_key_arn}
+        },
+        # Stack-level tags (the provider's default tags) are propagated by CloudFormation;
+        # these keys are distinct from them so that the two never collide.
+        "Tags": [
+            {"Key": "phi-ml-layer", "Value": "fhir"},
+            {"Key": "fhir-version", "Value": FHIR_VERSION},
+        ],
+    }
+    smart = config.smart_on_fhir
+    if smart is not None:
+        properties["IdentityProviderConfiguration"] = {
+            "AuthorizationStrategy": smart.authorization_strategy,
+            "FineGrainedAuthorizationEnabled": smart.fine_grained_authorization,
+            "IdpLambdaArn": smart.idp_lambda_arn,
+            "Metadata": smart.metadata(),
+        }
+    datastore: dict[str, Any] = {"Type": "AWS::HealthLake::FHIRDatastore", "Properties": properties}
+    if config.production:
+        # Every datastore property is replace-on-change: a deleted stack or a replacing update
+        # must not take the patient records with it.
+        datastore["DeletionPolicy"] = "Retain"
+        datastore["UpdateReplacePolicy"] = "Retain"
+
+    def output(attribute: str, description: str) -> dict[str, Any]:
+        return {
+            "Description": description,
+            "Value": {"Fn::GetAtt": [DATASTORE_LOGICAL_ID, attribute]},
+        }
+
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"PHI ML platform {config.environment}: HealthLake FHIR R4 datastore",
+        "Resources": {DATASTORE_LOGICAL_ID: datastore},
+        "Outputs": {
+            "DatastoreId": output("DatastoreId", "HealthLake datastore id"),
+            "DatastoreArn": output("DatastoreArn", "HealthLake datastore ARN"),
+            "DatastoreEndpoint": output("DatastoreEndpoint", "FHIR REST endpoint"),
+        },
+    }
+
+
+def stack_policy() -> str:
+    """CloudFormation stack policy: the datastore may be updated but never replaced or deleted
+    through a stack update."""
+    return json.dumps(
+        {
+            "Statement": [
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": ["Update:Replace", "Update:Delete"],
+                    "Resource": f"LogicalResourceId/{DATASTORE_LOGICAL_ID}",
+                },
+                {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"},
+            ]
+        },
+        sort_keys=True,
+    )
+
+
+def import_trust_policy(account_id: str, datastore_arn: str) -> str:
+    """HealthLake may assume the import role, only for this account's datastore."""
+    return policy_document(
+        {
+            "Sid": "HealthLakeAssumesRoleForThisDatastoreOnly",
+            "Effect": "Allow",
+            "Principal": {"Service": "healthlake.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": account_id},
+                "ArnEquals": {"aws:SourceArn": datastore_arn},
+            },
+        }
+    )
+
+
+def import_role_statements(
+    config: FhirConfig, raw_bucket_arn: str, phi_key_arn: str
+) -> list[Statement]:
+    """Read the import prefix, write the results prefix, use the PHI key through S3: no more."""
+    return [
+        statement(
+            "ReadImportPrefixOnly",
+            effect="Allow",
+            actions="s3:GetObject",
+            resources=f"{raw_bucket_arn}/{config.import_prefix}*",
+        ),
+        statement(
+            "ListImportPrefixOnly",
+            effect="Allow",
+            actions="s3:ListBucket",
+            resources=raw_bucket_arn,
+            condition={"StringLike": {"s3:prefix": [f"{config.import_prefix}*"]}},
+        ),
+        # StartFHIRImportJob requires an OutputDataConfig (S3 URI + KMS key): HealthLake writes
+        # each job's success/failure report there, so the role must be able to put objects.
+        statement(
+            "WriteImportResultsOnly",
+            effect="Allow",
+            actions="s3:PutObject",
+            resources=f"{raw_bucket_arn}/{config.results_prefix}*",
+        ),
+        # HealthLake refuses an output bucket that is public or unencrypted, and checks both
+        # with the role before a job starts (HealthLake developer guide, "Setting up
+        # permissions for import jobs"). Bucket configuration only, no object data.
+        statement(
+            "CheckOutputBucketIsPrivateAndEncrypted",
+            effect="Allow",
+            actions=["s3:GetBucketPublicAccessBlock", "s3:GetEncryptionConfiguration"],
+            resources=raw_bucket_arn,
+        ),
+        # The raw bucket is SSE-KMS with the PHI key: reading imports needs Decrypt, writing
+        # results needs GenerateDataKey. Both only ever happen inside S3 calls, hence ViaService.
+        statement(
+            "UsePhiKeyThroughS3Only",
+            effect="Allow",
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            resources=phi_key_arn,
+            condition={"StringEquals": {"kms:ViaService": f"s3.{config.region}.amazonaws.com"}},
+        ),
+        # HealthLake validates the output KMS key given to StartFHIRImportJob (key metadata).
+        statement(
+            "DescribePhiKey",
+            effect="Allow",
+            actions="kms:DescribeKey",
+            resources=phi_key_arn,
+        ),
+    ]
+
+
+class Fhir(Construct):
+    """A HealthLake FHIR R4 datastore whose data is encrypted with the PHI customer-managed key,
+    optionally SMART on FHIR, plus the role HealthLake assumes for imports: it reads only the
+    raw bucket's import prefix, writes only the results prefix, and uses only the PHI key.
+    In production the datastore cannot be destroyed, replaced or deleted with its stack."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: FhirConfig,
+        phi_key: CustomerManagedKey,
+        raw_bucket: HardenedBucket,
+    ) -> None:
+        super().__init__(scope, id_)
+        if raw_bucket.kms_key is not phi_key:
+            raise ValueError(
+                f"the raw bucket is encrypted with the {raw_bucket.kms_key.config.purpose} key, "
+                "not the PHI key: the import role could not read it"
+            )
+        self.config = config
+        name = f"phi-ml-{config.environment}"
+        production = config.production
+        self.stack = aws.CloudformationStack(
+            self,
+            "datastore-stack",
+            name=f"{name}-fhir-datastore",
+            template_body=json.dumps(datastore_template(config, phi_key.key_arn), sort_keys=True),
+            # A failed creation rolls back (nothing holds data yet); its events stay for review.
+            on_failure="ROLLBACK",
+            timeout_in_minutes=STACK_TIMEOUT_MINUTES,
+            timeouts=aws.CloudformationStackTimeouts(
+                create=TERRAFORM_WAIT, update=TERRAFORM_WAIT, delete=TERRAFORM_WAIT
+            ),
+            policy_body=stack_policy() if production else None,
+            lifecycle=TerraformResourceLifecycle(prevent_destroy=True) if production else None,
+        )
+        # `outputs.<Name>` rather than the map accessor's `outputs["<Name>"]`: the reference
+        # is embedded in JSON policy text, which must stay parseable before interpolation.
+        self.datastore_id: str = self.stack.get_string_attribute("outputs.DatastoreId")
+        self.datastore_arn: str = self.stack.get_string_attribute("outputs.DatastoreArn")
+        self.datastore_endpoint: str = self.stack.get_string_attribute("outputs.DatastoreEndpoint")
+
+        self.import_role = aws.IamRole(
+            self,
+            "import-role",
+            name=config.import_role_name,
+            description="HealthLake FHIR import: reads the raw bucket's import prefix only",
+            assume_role_policy=import_trust_policy(config.account_id, self.datastore_arn),
+        )
+        aws.IamRolePolicy(
+            self,
+            "import-policy",
+            name="read-import-prefix-write-results",
+            role=self.import_role.id,
+            policy=policy_document(
+                *import_role_statements(config, raw_bucket.bucket_arn, phi_key.key_arn)
+            ),
+        )
+        self.import_role_arn: str = self.import_role.arn

@@ -1,0 +1,627 @@
+"""Model Monitor data-quality schedule; violations roll the endpoint back automatically."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import ipaddress
+import json
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from cdktf import AssetType, TerraformAsset
+from constructs import Construct
+from pydantic import Field, field_validator, model_validator
+
+from modules import aws
+from modules.config import LayerConfig
+from modules.inference import (
+    NAME_PART,
+    EcrImage,
+    ecr_pull_statements,
+    https_only_security_group,
+    vpc_interface_statements,
+)
+from modules.keys import CustomerManagedKey
+from modules.policy import assume_role_policy, policy_document, statement
+from modules.storage import HardenedBucket
+
+ROLLBACK_SOURCE = Path(__file__).resolve().parent.parent / "runtime" / "rollback"
+LAMBDA_RUNTIME = "python3.12"
+# CloudWatch Logs retention values of six years (HIPAA's documentation retention) or more.
+LOG_RETENTION_DAYS_ALLOWED = (2192, 2557, 2922, 3288, 3653)
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum: two weeks to investigate
+EVENT_RETRY_ATTEMPTS = 8
+EVENT_MAX_AGE_SECONDS = 3600
+# Rollbacks must never race: two concurrent switches could leave either configuration serving.
+ROLLBACK_CONCURRENCY = 1
+MONITOR_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
+
+# SageMaker Model Monitor's only recurring schedules (API ScheduleConfig): hourly, daily at an
+# hour, or every N hours from an hour. "NOW" (one-off) is not a monitoring schedule.
+_HOURLY = re.compile(r"^cron\(0 \* \? \* \* \*\)$")
+_DAILY = re.compile(r"^cron\(0 (?P<hour>[0-9]{1,2}) \? \* \* \*\)$")
+_EVERY_N_HOURS = re.compile(r"^cron\(0 (?P<hour>[0-9]{1,2})/(?P<every>[0-9]{1,2}) \? \* \* \*\)$")
+
+
+def schedule_interval_hours(expression: str) -> int:
+    """Hours between runs of a Model Monitor cron expression; ValueError if SageMaker would
+    refuse the expression."""
+    if _HOURLY.match(expression):
+        return 1
+    daily = _DAILY.match(expression)
+    if daily and 0 <= int(daily["hour"]) <= 23:
+        return 24
+    every = _EVERY_N_HOURS.match(expression)
+    if every and 0 <= int(every["hour"]) <= 23 and 1 <= int(every["every"]) <= 24:
+        return int(every["every"])
+    raise ValueError(
+        f"{expression!r} is not a SageMaker monitoring schedule: use cron(0 * ? * * *) (hourly), "
+        f"cron(0 H ? * * *) (daily at hour H, 0-23) or cron(0 H/N ? * * *) (every N hours, 1-24)"
+    )
+
+
+class MonitoringConfig(LayerConfig):
+    environment: str = Field(pattern=NAME_PART)
+    account_id: str = Field(pattern=r"^[0-9]{12}$")
+    region: str
+    # Names the schedule, job definition, function and roles after the endpoint they watch:
+    # the same model_name as the inference layer's.
+    model_name: str = Field(pattern=NAME_PART)
+    # The Model Monitor analyzer image is published per region by AWS (its account differs by
+    # region), so it is configuration, never derived here.
+    monitor_image: EcrImage
+    instance_type: str = Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+    schedule_expression: str
+    baseline_prefix: str = Field(pattern=r"^(?:[A-Za-z0-9!_.*'()-]+/)+$")
+    reports_prefix: str = Field(pattern=r"^(?:[A-Za-z0-9!_.*'()-]+/)+$")
+    # Where the inference layer captures requests (its capture_prefix): the job reads only
+    # this endpoint's captures under it.
+    capture_prefix: str = Field(pattern=r"^(?:[A-Za-z0-9!_.*'()-]+/)+$")
+    max_runtime_seconds: int = Field(ge=60, le=86400)
+    volume_size_gb: int = Field(default=20, ge=1, le=16384)
+    vpc_cidr: str
+
+    @field_validator("schedule_expression")
+    @classmethod
+    def _sagemaker_schedule(cls, value: str) -> str:
+        schedule_interval_hours(value)
+        return value
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _ipv4_network(cls, value: str) -> str:
+        ipaddress.IPv4Network(value)
+        return value
+
+    @model_validator(mode="after")
+    def _run_ends_before_the_next(self) -> MonitoringConfig:
+        interval = schedule_interval_hours(self.schedule_expression) * 3600
+        if self.max_runtime_seconds > interval:
+            raise ValueError(
+                f"max_runtime_seconds {self.max_runtime_seconds} exceeds the schedule's interval "
+                f"({interval} s): a run must end before the next one starts"
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        return f"phi-ml-{self.environment}-{self.model_name}"
+
+    # Fixed role names, so the ML key's policy can admit the roles before they exist.
+    @property
+    def monitor_role_name(self) -> str:
+        return f"{self.name}-monitor"
+
+    @property
+    def rollback_name(self) -> str:
+        """The rollback function's name, shared by its role and dead-letter queue."""
+        return f"{self.name}-rollback"
+
+
+def violation_event_pattern(schedule_arn: str) -> dict[str, Any]:
+    """The EventBridge pattern of "this schedule's monitoring run found violations".
+
+    SageMaker has no monitoring-schedule event; each scheduled run is a processing job, and
+    SageMaker sends "SageMaker Processing Job State Change" events whose detail is the job's
+    DescribeProcessingJob description. A run that finds violations ends with
+    ProcessingJobStatus "Completed" and an ExitMessage starting "CompletedWithViolations" (the
+    analyzer writes it; the execution's status in ListMonitoringExecutions is derived from it),
+    and the job carries the MonitoringScheduleArn of the schedule that started it. Matching all
+    three fires exactly on this schedule's violations: a clean run ("Completed: ..."), a failed
+    run and other processing jobs do not match.
+
+    Rejected alternative: emitting CloudWatch metrics and alarming on them. The analyzer
+    publishes per-feature drift metrics (feature_baseline_drift_<feature>), so an alarm needs
+    the feature names up front and a threshold duplicating the baseline's constraints; the exit
+    message is the analyzer's own verdict against the constraints.
+    """
+    return {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Processing Job State Change"],
+        "detail": {
+            "ProcessingJobStatus": ["Completed"],
+            "ExitMessage": [{"prefix": "CompletedWithViolations"}],
+            "MonitoringScheduleArn": [schedule_arn],
+        },
+    }
+
+
+def deterministic_zip(source: Path) -> bytes:
+    """The package of a source folder, byte-identical for identical file contents: sorted
+    entries, fixed timestamps and permissions, no bytecode. (cdktf's ARCHIVE assets keep file
+    modification times, so every fresh clone would produce a new package and a new Lambda
+    code version on apply.)"""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for path in sorted(source.rglob("*")):
+            relative = path.relative_to(source)
+            if not path.is_file() or "__pycache__" in relative.parts or path.suffix == ".pyc":
+                continue
+            entry = zipfile.ZipInfo(relative.as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o100644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, path.read_bytes(), compresslevel=9)
+    return buffer.getvalue()
+
+
+def lambda_package(source: Path, file_name: str) -> tuple[str, str]:
+    """Write the source's deterministic package to a content-addressed file; return its path
+    and its base64 SHA-256 (what Lambda reports as CodeSha256)."""
+    package = deterministic_zip(source)
+    digest = hashlib.sha256(package)
+    folder = Path(tempfile.gettempdir()) / "phi-ml-lambda-packages" / digest.hexdigest()[:32]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / file_name
+    if not path.exists():
+        partial = folder / f".{file_name}.{os.getpid()}"
+        partial.write_bytes(package)
+        partial.replace(path)  # atomic: concurrent synths never see half a package
+    return str(path), base64.b64encode(digest.digest()).decode()
+
+
+class Monitoring(Construct):
+    """Drift is detected and acted on without a human in the loop, and without PHI leaving the
+    VPC: an hourly-or-slower Model Monitor data-quality job compares the endpoint's captured
+    traffic with the baseline, network-isolated in the private subnets, its volume and reports
+    encrypted with the ML key. A run that finds violations triggers, through EventBridge (with
+    retries and an encrypted dead-letter queue), a single-concurrency function that returns the
+    endpoint to its previous configuration and records it on the endpoint."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: MonitoringConfig,
+        endpoint_name: str,
+        endpoint_arn: str,
+        ml_key: CustomerManagedKey,
+        logs_key: CustomerManagedKey,
+        artifacts_bucket: HardenedBucket,
+        vpc_id: str,
+        subnet_ids: list[str],
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, id_)
+        if log_retention_days not in LOG_RETENTION_DAYS_ALLOWED:
+            raise ValueError(
+                f"log_retention_days {log_retention_days} must be one of "
+                f"{LOG_RETENTION_DAYS_ALLOWED} (six years or more)"
+            )
+        self.config = config
+        self._schedule(
+            config,
+            endpoint_name=endpoint_name,
+            ml_key=ml_key,
+            bucket=artifacts_bucket,
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
+        )
+        self._rollback(
+            config,
+            endpoint_name=endpoint_name,
+            endpoint_arn=endpoint_arn,
+            ml_key=ml_key,
+            logs_key=logs_key,
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
+            log_retention_days=log_retention_days,
+        )
+
+    def _schedule(
+        self,
+        config: MonitoringConfig,
+        *,
+        endpoint_name: str,
+        ml_key: CustomerManagedKey,
+        bucket: HardenedBucket,
+        vpc_id: str,
+        subnet_ids: list[str],
+    ) -> None:
+        name = config.name
+        self.job_security_group = https_only_security_group(
+            self,
+            "job-security-group",
+            name=config.monitor_role_name,
+            description="Model Monitor jobs: HTTPS to the VPC endpoints and S3 only",
+            vpc_id=vpc_id,
+            vpc_cidr=config.vpc_cidr,
+            region=config.region,
+        )
+        role = aws.IamRole(
+            self,
+            "monitor-role",
+            name=f"{name}-monitor",
+            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com", config.account_id),
+        )
+        self.monitor_role_arn: str = role.arn
+        captures = f"{config.capture_prefix}{endpoint_name}/"
+        aws.IamRolePolicy(
+            self,
+            "monitor-policy",
+            name="monitor-this-endpoint-only",
+            role=role.id,
+            policy=policy_document(
+                statement(
+                    "ReadBaselineAndThisEndpointsCaptures",
+                    effect="Allow",
+                    actions="s3:GetObject",
+                    resources=[
+                        f"{bucket.bucket_arn}/{config.baseline_prefix}*",
+                        f"{bucket.bucket_arn}/{captures}*",
+                    ],
+                ),
+                statement(
+                    "ListOnlyThoseKeys",
+                    effect="Allow",
+                    actions="s3:ListBucket",
+                    resources=bucket.bucket_arn,
+                    condition={
+                        "StringLike": {"s3:prefix": [f"{config.baseline_prefix}*", f"{captures}*"]}
+                    },
+                ),
+                statement(
+                    "WriteReports",
+                    effect="Allow",
+                    actions="s3:PutObject",
+                    resources=f"{bucket.bucket_arn}/{config.reports_prefix}*",
+                ),
+                statement(
+                    "UseTheMlKey",
+                    effect="Allow",
+                    actions=["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
+                    resources=sorted({ml_key.key_arn, bucket.kms_key.key_arn}),
+                ),
+                statement(
+                    # PutMetricData has no resource type; the namespace condition confines it.
+                    "PublishMonitorMetricsOnly",
+                    effect="Allow",
+                    actions="cloudwatch:PutMetricData",
+                    resources="*",
+                    condition={"StringEquals": {"cloudwatch:namespace": MONITOR_METRICS_NAMESPACE}},
+                ),
+                statement(
+                    "WriteProcessingJobLogs",
+                    effect="Allow",
+                    actions=[
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogStreams",
+                        "logs:PutLogEvents",
+                    ],
+                    resources=(
+                        f"arn:aws:logs:{config.region}:{config.account_id}:log-group:"
+                        f"/aws/sagemaker/ProcessingJobs:*"
+                    ),
+                ),
+                *ecr_pull_statements(config.monitor_image),
+                *vpc_interface_statements(config.region, config.account_id, vpc_id),
+            ),
+        )
+        job = aws.SagemakerDataQualityJobDefinition(
+            self,
+            "data-quality-job",
+            name=f"{name}-data-quality",
+            role_arn=role.arn,
+            data_quality_app_specification=(
+                aws.SagemakerDataQualityJobDefinitionDataQualityAppSpecification(
+                    image_uri=config.monitor_image
+                )
+            ),
+            data_quality_baseline_config=(
+                aws.SagemakerDataQualityJobDefinitionDataQualityBaselineConfig(
+                    constraints_resource=(
+                        aws.SagemakerDataQualityJobDefinitionDataQualityBaselineConfigConstraintsResource(
+                            s3_uri=f"s3://{bucket.bucket_name}/{config.baseline_prefix}constraints.json"
+                        )
+                    ),
+                    statistics_resource=(
+                        aws.SagemakerDataQualityJobDefinitionDataQualityBaselineConfigStatisticsResource(
+                            s3_uri=f"s3://{bucket.bucket_name}/{config.baseline_prefix}statistics.json"
+                        )
+                    ),
+                )
+            ),
+            data_quality_job_input=aws.SagemakerDataQualityJobDefinitionDataQualityJobInput(
+                endpoint_input=aws.SagemakerDataQualityJobDefinitionDataQualityJobInputEndpointInput(
+                    endpoint_name=endpoint_name,
+                    local_path="/opt/ml/processing/input/endpoint",
+                    s3_input_mode="File",
+                    s3_data_distribution_type="FullyReplicated",
+                )
+            ),
+            data_quality_job_output_config=(
+                aws.SagemakerDataQualityJobDefinitionDataQualityJobOutputConfig(
+                    kms_key_id=ml_key.key_arn,
+                    monitoring_outputs=(
+                        aws.SagemakerDataQualityJobDefinitionDataQualityJobOutputConfigMonitoringOutputs(
+                            s3_output=aws.SagemakerDataQualityJobDefinitionDataQualityJobOutputConfigMonitoringOutputsS3Output(
+                                s3_uri=f"s3://{bucket.bucket_name}/{config.reports_prefix}",
+                                local_path="/opt/ml/processing/output",
+                                s3_upload_mode="EndOfJob",
+                            )
+                        )
+                    ),
+                )
+            ),
+            job_resources=aws.SagemakerDataQualityJobDefinitionJobResources(
+                cluster_config=aws.SagemakerDataQualityJobDefinitionJobResourcesClusterConfig(
+                    instance_count=1,
+                    instance_type=config.instance_type,
+                    volume_size_in_gb=config.volume_size_gb,
+                    volume_kms_key_id=ml_key.key_arn,
+                )
+            ),
+            network_config=aws.SagemakerDataQualityJobDefinitionNetworkConfig(
+                enable_network_isolation=True,
+                enable_inter_container_traffic_encryption=True,
+                vpc_config=aws.SagemakerDataQualityJobDefinitionNetworkConfigVpcConfig(
+                    subnets=subnet_ids, security_group_ids=[self.job_security_group.id]
+                ),
+            ),
+            stopping_condition=aws.SagemakerDataQualityJobDefinitionStoppingCondition(
+                max_runtime_in_seconds=config.max_runtime_seconds
+            ),
+        )
+        self.job_definition_name: str = job.name
+        self.schedule_name = f"{name}-data-quality"
+        self.schedule = aws.SagemakerMonitoringSchedule(
+            self,
+            "schedule",
+            name=self.schedule_name,
+            monitoring_schedule_config=aws.SagemakerMonitoringScheduleMonitoringScheduleConfig(
+                monitoring_job_definition_name=job.name,
+                monitoring_type="DataQuality",
+                schedule_config=aws.SagemakerMonitoringScheduleMonitoringScheduleConfigScheduleConfig(
+                    schedule_expression=config.schedule_expression
+                ),
+            ),
+        )
+        self.schedule_arn: str = self.schedule.arn
+
+    def _rollback(
+        self,
+        config: MonitoringConfig,
+        *,
+        endpoint_name: str,
+        endpoint_arn: str,
+        ml_key: CustomerManagedKey,
+        logs_key: CustomerManagedKey,
+        vpc_id: str,
+        subnet_ids: list[str],
+        log_retention_days: int,
+    ) -> None:
+        name = config.rollback_name
+        region, account = config.region, config.account_id
+        self.rule = aws.CloudwatchEventRule(
+            self,
+            "violations",
+            name=f"{config.name}-violations",
+            description="This endpoint's Model Monitor runs that completed with violations",
+            event_pattern=json.dumps(violation_event_pattern(self.schedule.arn)),
+        )
+        self.rule_arn: str = self.rule.arn
+        queue = aws.SqsQueue(
+            self,
+            "dead-letters",
+            name=f"{name}-dead-letters",
+            kms_master_key_id=ml_key.key_arn,
+            kms_data_key_reuse_period_seconds=300,
+            message_retention_seconds=DEAD_LETTER_RETENTION_SECONDS,
+        )
+        self.dead_letter_queue_arn: str = queue.arn
+        aws.SqsQueuePolicy(
+            self,
+            "dead-letters-policy",
+            queue_url=queue.url,
+            policy=policy_document(
+                statement(
+                    "OnlyTheViolationRuleDeadLetters",
+                    effect="Allow",
+                    principal={"Service": "events.amazonaws.com"},
+                    actions="sqs:SendMessage",
+                    resources=queue.arn,
+                    condition={"ArnEquals": {"aws:SourceArn": self.rule.arn}},
+                ),
+                statement(
+                    "DenyInsecureTransport",
+                    effect="Deny",
+                    principal="*",
+                    actions="sqs:*",
+                    resources=queue.arn,
+                    condition={"Bool": {"aws:SecureTransport": "false"}},
+                ),
+            ),
+        )
+        log_group = aws.CloudwatchLogGroup(
+            self,
+            "rollback-logs",
+            name=f"/aws/lambda/{name}",
+            retention_in_days=log_retention_days,
+            kms_key_id=logs_key.key_arn,
+        )
+        role = aws.IamRole(
+            self,
+            "rollback-role",
+            name=name,
+            assume_role_policy=assume_role_policy("lambda.amazonaws.com", account),
+        )
+        config_arns = f"arn:aws:sagemaker:{region}:{account}:endpoint-config/{endpoint_name}-*"
+        aws.IamRolePolicy(
+            self,
+            "rollback-policy",
+            name="roll-back-this-endpoint-only",
+            role=role.id,
+            policy=policy_document(
+                statement(
+                    "InspectAndSwitchThisEndpoint",
+                    effect="Allow",
+                    actions=[
+                        "sagemaker:AddTags",
+                        "sagemaker:DescribeEndpoint",
+                        "sagemaker:ListTags",
+                        "sagemaker:UpdateEndpoint",
+                    ],
+                    resources=endpoint_arn,
+                ),
+                statement(
+                    # UpdateEndpoint is authorized on the configuration it switches to as well.
+                    "InspectAndMarkThisEndpointsConfigurations",
+                    effect="Allow",
+                    actions=[
+                        "sagemaker:AddTags",
+                        "sagemaker:DescribeEndpointConfig",
+                        "sagemaker:ListTags",
+                        "sagemaker:UpdateEndpoint",
+                    ],
+                    resources=config_arns,
+                ),
+                statement(
+                    "ListingConfigurationsHasNoResourceLevelPermissions",
+                    effect="Allow",
+                    actions="sagemaker:ListEndpointConfigs",
+                    resources="*",
+                ),
+                statement(
+                    "WriteItsOwnLogs",
+                    effect="Allow",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=f"{log_group.arn}:*",
+                ),
+                statement(
+                    "XRayTracesHaveNoResourceLevelPermissions",
+                    effect="Allow",
+                    actions=["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+                    resources="*",
+                ),
+                statement(
+                    # As AWSLambdaVPCAccessExecutionRole, but the mutating calls confined to
+                    # this account and region; Describe* has no resource-level permissions.
+                    "DescribeNetworkInterfacesHasNoResourceLevelPermissions",
+                    effect="Allow",
+                    actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+                    resources="*",
+                ),
+                statement(
+                    "ManageItsNetworkInterfaces",
+                    effect="Allow",
+                    actions=[
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    resources=[
+                        f"arn:aws:ec2:{region}:{account}:network-interface/*",
+                        f"arn:aws:ec2:{region}:{account}:subnet/*",
+                        f"arn:aws:ec2:{region}:{account}:security-group/*",
+                    ],
+                ),
+                statement(
+                    "DeadLetterFailedInvocations",
+                    effect="Allow",
+                    actions="sqs:SendMessage",
+                    resources=queue.arn,
+                ),
+                statement(
+                    # Environment variables and the encrypted dead-letter queue.
+                    "UseTheMlKey",
+                    effect="Allow",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=ml_key.key_arn,
+                ),
+            ),
+        )
+        security_group = https_only_security_group(
+            self,
+            "rollback-security-group",
+            name=name,
+            description="Rollback function: HTTPS to the VPC endpoints (SageMaker API) only",
+            vpc_id=vpc_id,
+            vpc_cidr=config.vpc_cidr,
+            region=region,
+            s3=False,
+        )
+        code_path, code_sha256 = lambda_package(ROLLBACK_SOURCE, "rollback.zip")
+        package = TerraformAsset(self, "rollback-code", path=code_path, type=AssetType.FILE)
+        function = aws.LambdaFunction(
+            self,
+            "rollback",
+            function_name=name,
+            description="Returns the endpoint to its previous configuration on drift",
+            role=role.arn,
+            runtime=LAMBDA_RUNTIME,
+            architectures=["arm64"],
+            handler="handler.handle",
+            filename=package.path,
+            source_code_hash=code_sha256,
+            timeout=60,
+            memory_size=256,
+            reserved_concurrent_executions=ROLLBACK_CONCURRENCY,
+            kms_key_arn=ml_key.key_arn,
+            environment=aws.LambdaFunctionEnvironment(
+                variables={
+                    "ENDPOINT_NAME": endpoint_name,
+                    "MONITORING_SCHEDULE_NAME": self.schedule_name,
+                }
+            ),
+            vpc_config=aws.LambdaFunctionVpcConfig(
+                subnet_ids=subnet_ids, security_group_ids=[security_group.id]
+            ),
+            dead_letter_config=aws.LambdaFunctionDeadLetterConfig(target_arn=queue.arn),
+            tracing_config=aws.LambdaFunctionTracingConfig(mode="Active"),
+            logging_config=aws.LambdaFunctionLoggingConfig(
+                log_format="Text", log_group=log_group.name
+            ),
+            # The encrypted group exists before the first invocation could create a plain one.
+            depends_on=[log_group],
+        )
+        self.function_name: str = function.function_name
+        self.function_arn: str = function.arn
+        aws.CloudwatchEventTarget(
+            self,
+            "violations-to-rollback",
+            rule=self.rule.name,
+            target_id="rollback",
+            arn=function.arn,
+            retry_policy=aws.CloudwatchEventTargetRetryPolicy(
+                maximum_retry_attempts=EVENT_RETRY_ATTEMPTS,
+                maximum_event_age_in_seconds=EVENT_MAX_AGE_SECONDS,
+            ),
+            dead_letter_config=aws.CloudwatchEventTargetDeadLetterConfig(arn=queue.arn),
+        )
+        aws.LambdaPermission(
+            self,
+            "violations-invoke-rollback",
+            statement_id="OnlyTheViolationRule",
+            action="lambda:InvokeFunction",
+            function_name=function.function_name,
+            principal="events.amazonaws.com",
+            source_arn=self.rule.arn,
+        )

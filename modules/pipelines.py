@@ -1,0 +1,911 @@
+"""SageMaker Pipeline (preprocess -> train -> evaluate -> gate -> register) started by new raw data.
+
+Every run is isolated (no network from the containers, VPC-only, KMS-encrypted volumes and
+outputs), names the raw object that triggered it, and can only ever register a model as
+`PendingManualApproval`: a person approves it in the registry before it can reach production.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any
+
+from cdktf import Token
+from constructs import Construct
+from pydantic import Field, field_validator
+
+from modules import aws
+from modules.config import LayerConfig
+from modules.keys import CustomerManagedKey
+from modules.policy import Statement, assume_role_policy, policy_document, statement
+from modules.storage import HardenedBucket
+
+# EU AI Act Art. 14 (human oversight) and FDA change control: the pipeline proposes, a person
+# decides. Deliberately a constant, not configuration: no environment may auto-approve.
+MODEL_APPROVAL_STATUS = "PendingManualApproval"
+PIPELINE_DEFINITION_VERSION = "2020-12-01"
+
+# Step names double as the `Steps.<name>` references other steps use.
+PREPROCESS_STEP = "Preprocess"
+TRAIN_STEP = "Train"
+EVALUATE_STEP = "Evaluate"
+GATE_STEP = "MetricGate"
+REGISTER_STEP = "Register"
+BELOW_THRESHOLD_STEP = "MetricBelowThreshold"
+
+EVALUATION_OUTPUT = "evaluation"
+EVALUATION_FILE = "evaluation.json"
+EVALUATION_PROPERTY_FILE = "EvaluationReport"
+# The evaluation container writes {"metrics": {"<metric_name>": {"value": <float>}}}.
+EVALUATION_METRICS_KEY = "metrics"
+
+TRIGGER_OBJECT_KEY = "TriggerObjectKey"
+TRIGGER_OBJECT_VERSION = "TriggerObjectVersionId"
+INPUT_DATA_URI = "InputDataUri"
+# A run started by hand (console, CLI) says so in its provenance instead of naming an object.
+MANUAL_START = "manual-start"
+
+PROCESSING_ROOT = "/opt/ml/processing"
+MODEL_CONTENT_TYPE = "text/csv"
+VOLUME_SIZE_GB = 30
+HTTPS = 443
+
+# Failed deliveries are retried for a day, then kept 14 days (SQS's maximum) in the DLQ.
+TRIGGER_MAX_EVENT_AGE_SECONDS = 86_400
+TRIGGER_MAX_RETRY_ATTEMPTS = 20
+DEAD_LETTER_RETENTION_SECONDS = 1_209_600
+
+# Job names SageMaker Pipelines generates: pipelines-<execution id>-<step>-<suffix>.
+PIPELINE_JOB_NAME_PREFIX = "pipelines-"
+JOB_CREATION_ACTIONS = ["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"]
+
+# <account>.dkr.ecr.<region>.amazonaws.com/<repository>(:tag | @sha256:digest): private ECR
+# only, pulled through the VPC's ECR endpoints.
+_ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/"
+    r"(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?::[\w][\w.-]{0,127}|@sha256:[a-f0-9]{64})$"
+)
+_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
+# Lower case only: SageMaker lower-cases some names inside ARNs, and IAM compares ARNs
+# case-sensitively, so a mixed-case name could silently fall outside its own policy.
+_LOWER_NAME = r"^[a-z0-9](-?[a-z0-9])*$"
+
+
+def ecr_repository_arn(image: str) -> str:
+    match = _ECR_IMAGE.match(image)
+    if match is None:
+        raise ValueError(f"{image!r} is not a private ECR image URI")
+    return f"arn:aws:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
+
+
+class PipelineConfig(LayerConfig):
+    environment: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    account_id: str = Field(pattern=r"^\d{12}$")
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    # 48 leaves room for the "-execution" role name suffix within IAM's 64 characters.
+    pipeline_name: str = Field(pattern=_LOWER_NAME, max_length=48)
+    model_package_group_name: str = Field(pattern=_LOWER_NAME, max_length=63)
+    processing_image: str = Field(pattern=_ECR_IMAGE.pattern)
+    training_image: str = Field(pattern=_ECR_IMAGE.pattern)
+    # The container registered for serving; the training image when None (built-in algorithms
+    # and framework images serve what they train).
+    inference_image: str | None = Field(default=None, pattern=_ECR_IMAGE.pattern)
+    processing_instance_type: str = Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+    training_instance_type: str = Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+    metric_name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    # A model must score at least this to be registered; 0 would let anything through.
+    metric_threshold: float = Field(gt=0, le=1)
+    trigger_prefix: str = Field(min_length=2, max_length=512)
+    offline_store_uri: str = Field(pattern=_S3_URI.pattern)
+    # 5 days: the CreateProcessingJob maximum, so one limit fits every job.
+    max_runtime_seconds: int = Field(ge=60, le=432_000)
+    vpc_cidr: str
+
+    @field_validator("trigger_prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, prefix: str) -> str:
+        if not prefix.endswith("/") or prefix.startswith("/"):
+            raise ValueError(
+                f"{prefix!r} must be a key prefix ending in '/' and not starting with it "
+                "(e.g. 'incoming/')"
+            )
+        return prefix
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, cidr: str) -> str:
+        ipaddress.IPv4Network(cidr, strict=True)
+        return cidr
+
+    @property
+    def offline_store_bucket(self) -> str:
+        match = _S3_URI.match(self.offline_store_uri)
+        assert match is not None  # guaranteed by the field pattern
+        return match["bucket"]
+
+    @property
+    def offline_store_prefix(self) -> str:
+        match = _S3_URI.match(self.offline_store_uri)
+        assert match is not None
+        return match["prefix"] or ""
+
+    @property
+    def execution_role_name(self) -> str:
+        """Fixed, so the key policies can admit the role before it exists."""
+        return f"{self.pipeline_name}-execution"
+
+    @property
+    def serving_image(self) -> str:
+        return self.inference_image or self.training_image
+
+    @property
+    def artifacts_prefix(self) -> str:
+        """Key prefix (no bucket) under which every run of this pipeline writes."""
+        return f"pipelines/{self.pipeline_name}/"
+
+
+# --- the pipeline definition (pure data) --------------------------------------------------
+
+
+def _parameter(name: str) -> dict[str, str]:
+    return {"Get": f"Parameters.{name}"}
+
+
+def _join(*values: Any, on: str = "/") -> dict[str, Any]:
+    return {"Std:Join": {"On": on, "Values": list(values)}}
+
+
+def _run_uri(artifacts_bucket_name: str, config: PipelineConfig, *parts: str) -> dict[str, Any]:
+    """s3://<artifacts>/pipelines/<pipeline>/<execution id>/<parts>: one folder per run."""
+    return _join(
+        f"s3://{artifacts_bucket_name}/{config.artifacts_prefix.rstrip('/')}",
+        {"Get": "Execution.PipelineExecutionId"},
+        *parts,
+    )
+
+
+def _processing_output_uri(step: str, output: str) -> dict[str, str]:
+    return {"Get": f"Steps.{step}.ProcessingOutputConfig.Outputs['{output}'].S3Output.S3Uri"}
+
+
+def _provenance_environment() -> dict[str, Any]:
+    return {
+        "TRIGGER_OBJECT_KEY": _parameter(TRIGGER_OBJECT_KEY),
+        "TRIGGER_OBJECT_VERSION_ID": _parameter(TRIGGER_OBJECT_VERSION),
+        "PIPELINE_EXECUTION_ARN": {"Get": "Execution.PipelineExecutionArn"},
+    }
+
+
+def pipeline_definition(
+    config: PipelineConfig,
+    *,
+    role_arn: str,
+    ml_key_arn: str,
+    security_group_id: str,
+    subnet_ids: list[str],
+    artifacts_bucket_name: str,
+) -> dict[str, Any]:
+    """The SageMaker pipeline definition (schema version 2020-12-01) as a dict.
+
+    Every job runs with network isolation, inter-container encryption, in the given private
+    subnets, with its volumes and outputs encrypted by the ML artifacts key. The metric
+    threshold is a literal, not a pipeline parameter, so nobody starting a run can lower it.
+    """
+    vpc = {"SecurityGroupIds": [security_group_id], "Subnets": list(subnet_ids)}
+    processing_network = {
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "VpcConfig": vpc,
+    }
+    stopping = {"MaxRuntimeInSeconds": config.max_runtime_seconds}
+
+    def processing_resources() -> dict[str, Any]:
+        return {
+            "ClusterConfig": {
+                "InstanceType": config.processing_instance_type,
+                "InstanceCount": 1,
+                "VolumeSizeInGB": VOLUME_SIZE_GB,
+                "VolumeKmsKeyId": ml_key_arn,
+            }
+        }
+
+    def s3_input(name: str, uri: Any) -> dict[str, Any]:
+        return {
+            "InputName": name,
+            "AppManaged": False,
+            "S3Input": {
+                "S3Uri": uri,
+                "LocalPath": f"{PROCESSING_ROOT}/input/{name}",
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+            },
+        }
+
+    def s3_output(step: str, name: str) -> dict[str, Any]:
+        return {
+            "OutputName": name,
+            "AppManaged": False,
+            "S3Output": {
+                "S3Uri": _run_uri(artifacts_bucket_name, config, step.lower(), name),
+                "LocalPath": f"{PROCESSING_ROOT}/output/{name}",
+                "S3UploadMode": "EndOfJob",
+            },
+        }
+
+    # The image carries the code (built and scanned in CI): with network isolation nothing
+    # can be downloaded at run time, and the image digest pins what ran.
+    preprocess = {
+        "Name": PREPROCESS_STEP,
+        "Type": "Processing",
+        "Arguments": {
+            "ProcessingResources": processing_resources(),
+            "AppSpecification": {
+                "ImageUri": config.processing_image,
+                "ContainerArguments": ["preprocess"],
+            },
+            "Environment": _provenance_environment(),
+            "ProcessingInputs": [s3_input("features", _parameter(INPUT_DATA_URI))],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    s3_output(PREPROCESS_STEP, name) for name in ("train", "validation", "test")
+                ],
+                "KmsKeyId": ml_key_arn,
+            },
+            "NetworkConfig": processing_network,
+            "StoppingCondition": stopping,
+            "RoleArn": role_arn,
+        },
+    }
+
+    def channel(name: str) -> dict[str, Any]:
+        return {
+            "ChannelName": name,
+            "ContentType": MODEL_CONTENT_TYPE,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": _processing_output_uri(PREPROCESS_STEP, name),
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+
+    # CreateTrainingJob has no NetworkConfig: the same three controls are top-level fields.
+    train = {
+        "Name": TRAIN_STEP,
+        "Type": "Training",
+        "Arguments": {
+            "AlgorithmSpecification": {
+                "TrainingImage": config.training_image,
+                "TrainingInputMode": "File",
+            },
+            "InputDataConfig": [channel("train"), channel("validation")],
+            "OutputDataConfig": {
+                "S3OutputPath": _run_uri(artifacts_bucket_name, config, "train"),
+                "KmsKeyId": ml_key_arn,
+            },
+            "ResourceConfig": {
+                "InstanceType": config.training_instance_type,
+                "InstanceCount": 1,
+                "VolumeSizeInGB": VOLUME_SIZE_GB,
+                "VolumeKmsKeyId": ml_key_arn,
+            },
+            "EnableNetworkIsolation": True,
+            "EnableInterContainerTrafficEncryption": True,
+            "VpcConfig": vpc,
+            "StoppingCondition": stopping,
+            "RoleArn": role_arn,
+        },
+    }
+
+    model_artifacts = {"Get": f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts"}
+    evaluate = {
+        "Name": EVALUATE_STEP,
+        "Type": "Processing",
+        "Arguments": {
+            "ProcessingResources": processing_resources(),
+            "AppSpecification": {
+                "ImageUri": config.processing_image,
+                "ContainerArguments": ["evaluate", "--metric", config.metric_name],
+            },
+            "Environment": _provenance_environment(),
+            "ProcessingInputs": [
+                s3_input("model", model_artifacts),
+                s3_input("test", _processing_output_uri(PREPROCESS_STEP, "test")),
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [s3_output(EVALUATE_STEP, EVALUATION_OUTPUT)],
+                "KmsKeyId": ml_key_arn,
+            },
+            "NetworkConfig": processing_network,
+            "StoppingCondition": stopping,
+            "RoleArn": role_arn,
+        },
+        "PropertyFiles": [
+            {
+                "PropertyFileName": EVALUATION_PROPERTY_FILE,
+                "OutputName": EVALUATION_OUTPUT,
+                "FilePath": EVALUATION_FILE,
+            }
+        ],
+    }
+
+    evaluation_report = _join(
+        _processing_output_uri(EVALUATE_STEP, EVALUATION_OUTPUT), EVALUATION_FILE
+    )
+    register = {
+        "Name": REGISTER_STEP,
+        "Type": "RegisterModel",
+        "Arguments": {
+            "ModelPackageGroupName": config.model_package_group_name,
+            "ModelPackageDescription": _join(
+                f"{config.pipeline_name} run",
+                {"Get": "Execution.PipelineExecutionId"},
+                "trained on data triggered by",
+                _parameter(TRIGGER_OBJECT_KEY),
+                on=" ",
+            ),
+            "ModelApprovalStatus": MODEL_APPROVAL_STATUS,
+            "InferenceSpecification": {
+                "Containers": [{"Image": config.serving_image, "ModelDataUrl": model_artifacts}],
+                "SupportedContentTypes": [MODEL_CONTENT_TYPE],
+                "SupportedResponseMIMETypes": [MODEL_CONTENT_TYPE],
+            },
+            "ModelMetrics": {
+                "ModelQuality": {
+                    "Statistics": {"ContentType": "application/json", "S3Uri": evaluation_report}
+                }
+            },
+            # Provenance on the package itself. SageMaker caps each value at 256 characters:
+            # a longer trigger key fails registration rather than being truncated silently.
+            "CustomerMetadataProperties": {
+                TRIGGER_OBJECT_KEY: _parameter(TRIGGER_OBJECT_KEY),
+                TRIGGER_OBJECT_VERSION: _parameter(TRIGGER_OBJECT_VERSION),
+                INPUT_DATA_URI: _parameter(INPUT_DATA_URI),
+                "PipelineExecutionArn": {"Get": "Execution.PipelineExecutionArn"},
+            },
+        },
+    }
+    below_threshold = {
+        "Name": BELOW_THRESHOLD_STEP,
+        "Type": "Fail",
+        "Arguments": {
+            "ErrorMessage": (
+                f"{config.metric_name} below {config.metric_threshold}: model not registered"
+            )
+        },
+    }
+    gate = {
+        "Name": GATE_STEP,
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [
+                {
+                    "Type": "GreaterThanOrEqualTo",
+                    "LeftValue": {
+                        "Std:JsonGet": {
+                            "PropertyFile": {
+                                "Get": f"Steps.{EVALUATE_STEP}.PropertyFiles."
+                                f"{EVALUATION_PROPERTY_FILE}"
+                            },
+                            "Path": f"{EVALUATION_METRICS_KEY}.{config.metric_name}.value",
+                        }
+                    },
+                    "RightValue": config.metric_threshold,
+                }
+            ],
+            "IfSteps": [register],
+            "ElseSteps": [below_threshold],
+        },
+    }
+
+    return {
+        "Version": PIPELINE_DEFINITION_VERSION,
+        "Metadata": {},
+        "Parameters": [
+            {
+                "Name": TRIGGER_OBJECT_KEY,
+                "Type": "String",
+                "DefaultValue": MANUAL_START,
+            },
+            {
+                "Name": TRIGGER_OBJECT_VERSION,
+                "Type": "String",
+                "DefaultValue": MANUAL_START,
+            },
+            # Overridable per run, but the execution role reads only the offline store prefix,
+            # so any other location fails instead of training on unvetted data.
+            {
+                "Name": INPUT_DATA_URI,
+                "Type": "String",
+                "DefaultValue": config.offline_store_uri,
+            },
+        ],
+        "Steps": [preprocess, train, evaluate, gate],
+    }
+
+
+def trigger_event_pattern(
+    raw_bucket_name: str, raw_bucket_arn: str, trigger_prefix: str
+) -> dict[str, Any]:
+    """New objects under the trigger prefix of the raw bucket (S3 -> EventBridge). The bucket
+    is matched twice, by the name in the detail and the ARN in `resources`."""
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "resources": [raw_bucket_arn],
+        "detail": {
+            "bucket": {"name": [raw_bucket_name]},
+            "object": {"key": [{"prefix": trigger_prefix}]},
+        },
+    }
+
+
+# EventBridge replaces a SageMaker pipeline parameter whose whole value is a JSON path with
+# that part of the event (dot notation and dashes are supported).
+TRIGGER_PARAMETER_PATHS = {
+    TRIGGER_OBJECT_KEY: "$.detail.object.key",
+    TRIGGER_OBJECT_VERSION: "$.detail.object.version-id",
+}
+
+
+# --- the construct ------------------------------------------------------------------------
+
+
+class Pipelines(Construct):
+    """The training pipeline and the trigger that starts it for every new raw object.
+
+    Guarantees: every job is network-isolated, in the private subnets, behind a security
+    group that only reaches the VPC's endpoints and S3 over HTTPS, with volumes and outputs
+    encrypted by the ML artifacts key; the execution role reads only the offline store prefix,
+    writes only this pipeline's artifacts prefix and can register models only as
+    `PendingManualApproval` in its own group; every registered model names the object that
+    triggered its run; trigger deliveries that fail land in a KMS-encrypted dead-letter queue.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: PipelineConfig,
+        ml_key: CustomerManagedKey,
+        feature_key: CustomerManagedKey,
+        artifacts_bucket: HardenedBucket,
+        raw_bucket_name: str,
+        raw_bucket_arn: str,
+        offline_bucket_arn: str,
+        vpc_id: str,
+        subnet_ids: list[str],
+    ) -> None:
+        super().__init__(scope, id_)
+        self.config = config
+        if not subnet_ids:
+            raise ValueError("the pipeline's jobs need at least one private subnet")
+        offline_bucket = f"arn:aws:s3:::{config.offline_store_bucket}"
+        if not Token.is_unresolved(offline_bucket_arn) and offline_bucket_arn != offline_bucket:
+            raise ValueError(
+                f"offline_store_uri {config.offline_store_uri} is not in {offline_bucket_arn}"
+            )
+        self.security_group = self._security_group(config, vpc_id)
+        self.security_group_id: str = self.security_group.id
+
+        role_name = config.execution_role_name
+        self.execution_role = aws.IamRole(
+            self,
+            "execution-role",
+            name=role_name,
+            description=f"SageMaker pipeline {config.pipeline_name} and the jobs it runs",
+            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com", config.account_id),
+        )
+        self.execution_role_arn: str = self.execution_role.arn
+        aws.IamRolePolicy(
+            self,
+            "execution-policy",
+            name="run-this-pipeline-only",
+            role=self.execution_role.id,
+            policy=policy_document(
+                *execution_role_statements(
+                    config,
+                    role_arn=self.execution_role.arn,
+                    ml_key_arn=ml_key.key_arn,
+                    feature_key_arn=feature_key.key_arn,
+                    artifacts_bucket_arn=artifacts_bucket.bucket_arn,
+                    offline_bucket_arn=offline_bucket_arn,
+                    vpc_id=vpc_id,
+                )
+            ),
+        )
+
+        self.definition = pipeline_definition(
+            config,
+            role_arn=self.execution_role.arn,
+            ml_key_arn=ml_key.key_arn,
+            security_group_id=self.security_group.id,
+            subnet_ids=subnet_ids,
+            artifacts_bucket_name=artifacts_bucket.bucket_name,
+        )
+        self.pipeline = aws.SagemakerPipeline(
+            self,
+            "pipeline",
+            pipeline_name=config.pipeline_name,
+            pipeline_display_name=config.pipeline_name,
+            pipeline_description=(
+                f"{config.environment}: preprocess, train, evaluate, register for approval"
+            ),
+            role_arn=self.execution_role.arn,
+            pipeline_definition=json.dumps(self.definition, sort_keys=True),
+        )
+        self.pipeline_arn: str = self.pipeline.arn
+        self.pipeline_name: str = self.pipeline.pipeline_name
+
+        self._trigger(config, ml_key, raw_bucket_name, raw_bucket_arn)
+
+    def _security_group(self, config: PipelineConfig, vpc_id: str) -> Any:
+        # No ingress, and no inline egress: Terraform removes AWS's default allow-all egress
+        # rule from a new group, so the two rules below are all the jobs' ENIs can do.
+        group = aws.SecurityGroup(
+            self,
+            "jobs-security-group",
+            name=f"{config.pipeline_name}-jobs",
+            description="SageMaker pipeline jobs: HTTPS to VPC endpoints and S3 only",
+            vpc_id=vpc_id,
+            tags={"Name": f"{config.pipeline_name}-jobs"},
+        )
+        aws.VpcSecurityGroupEgressRule(
+            self,
+            "jobs-https-to-vpc-endpoints",
+            security_group_id=group.id,
+            description="HTTPS to the PrivateLink endpoints in the VPC",
+            ip_protocol="tcp",
+            from_port=HTTPS,
+            to_port=HTTPS,
+            cidr_ipv4=config.vpc_cidr,
+        )
+        s3 = aws.DataAwsPrefixList(self, "s3-prefix-list", name=f"com.amazonaws.{config.region}.s3")
+        aws.VpcSecurityGroupEgressRule(
+            self,
+            "jobs-https-to-s3-gateway-endpoint",
+            security_group_id=group.id,
+            description="HTTPS to S3 through the gateway endpoint",
+            ip_protocol="tcp",
+            from_port=HTTPS,
+            to_port=HTTPS,
+            prefix_list_id=s3.id,
+        )
+        return group
+
+    def _trigger(
+        self,
+        config: PipelineConfig,
+        ml_key: CustomerManagedKey,
+        raw_bucket_name: str,
+        raw_bucket_arn: str,
+    ) -> None:
+        name = f"{config.pipeline_name}-trigger"
+        self.trigger_rule = aws.CloudwatchEventRule(
+            self,
+            "trigger-rule",
+            name=name,
+            description=f"New objects under s3://<raw>/{config.trigger_prefix} start the pipeline",
+            event_pattern=json.dumps(
+                trigger_event_pattern(raw_bucket_name, raw_bucket_arn, config.trigger_prefix),
+                sort_keys=True,
+            ),
+            state="ENABLED",
+        )
+        self.trigger_rule_arn: str = self.trigger_rule.arn
+
+        # Messages name PHI-bearing objects, so the queue is encrypted with a CMK. EventBridge
+        # needs kms:GenerateDataKey and kms:Decrypt on that key (a key-policy statement).
+        self.dead_letter_queue = aws.SqsQueue(
+            self,
+            "trigger-dead-letter-queue",
+            name=f"{name}-dlq",
+            kms_master_key_id=ml_key.key_arn,
+            kms_data_key_reuse_period_seconds=300,
+            message_retention_seconds=DEAD_LETTER_RETENTION_SECONDS,
+        )
+        self.dead_letter_queue_arn: str = self.dead_letter_queue.arn
+        aws.SqsQueuePolicy(
+            self,
+            "trigger-dead-letter-queue-policy",
+            queue_url=self.dead_letter_queue.url,
+            policy=policy_document(
+                *dead_letter_queue_statements(self.dead_letter_queue.arn, self.trigger_rule.arn)
+            ),
+        )
+
+        events_role = aws.IamRole(
+            self,
+            "trigger-role",
+            name=name,
+            description=f"EventBridge starts {config.pipeline_name} and nothing else",
+            assume_role_policy=assume_role_policy("events.amazonaws.com", config.account_id),
+        )
+        aws.IamRolePolicy(
+            self,
+            "trigger-policy",
+            name="start-this-pipeline-only",
+            role=events_role.id,
+            policy=policy_document(
+                statement(
+                    "StartThisPipelineOnly",
+                    effect="Allow",
+                    actions="sagemaker:StartPipelineExecution",
+                    resources=self.pipeline.arn,
+                )
+            ),
+        )
+        parameters = [
+            aws.CloudwatchEventTargetSagemakerPipelineTargetPipelineParameterListStruct(
+                name=parameter, value=path
+            )
+            for parameter, path in TRIGGER_PARAMETER_PATHS.items()
+        ]
+        parameters.append(
+            aws.CloudwatchEventTargetSagemakerPipelineTargetPipelineParameterListStruct(
+                name=INPUT_DATA_URI, value=config.offline_store_uri
+            )
+        )
+        self.trigger_target = aws.CloudwatchEventTarget(
+            self,
+            "trigger-target",
+            rule=self.trigger_rule.name,
+            target_id="start-pipeline",
+            arn=self.pipeline.arn,
+            role_arn=events_role.arn,
+            sagemaker_pipeline_target=aws.CloudwatchEventTargetSagemakerPipelineTarget(
+                pipeline_parameter_list=parameters
+            ),
+            retry_policy=aws.CloudwatchEventTargetRetryPolicy(
+                maximum_event_age_in_seconds=TRIGGER_MAX_EVENT_AGE_SECONDS,
+                maximum_retry_attempts=TRIGGER_MAX_RETRY_ATTEMPTS,
+            ),
+            dead_letter_config=aws.CloudwatchEventTargetDeadLetterConfig(
+                arn=self.dead_letter_queue.arn
+            ),
+        )
+
+
+def dead_letter_queue_statements(queue_arn: str, rule_arn: str) -> list[Statement]:
+    """Only EventBridge, and only for this rule, may send; and only over TLS."""
+    return [
+        statement(
+            "EventBridgeTriggerRuleSendsFailedEvents",
+            effect="Allow",
+            principal={"Service": "events.amazonaws.com"},
+            actions="sqs:SendMessage",
+            resources=queue_arn,
+            condition={"ArnEquals": {"aws:SourceArn": rule_arn}},
+        ),
+        statement(
+            "DenyInsecureTransport",
+            effect="Deny",
+            principal="*",
+            actions="sqs:*",
+            resources=queue_arn,
+            condition={"Bool": {"aws:SecureTransport": "false"}},
+        ),
+    ]
+
+
+def execution_role_statements(
+    config: PipelineConfig,
+    *,
+    role_arn: str,
+    ml_key_arn: str,
+    feature_key_arn: str,
+    artifacts_bucket_arn: str,
+    offline_bucket_arn: str,
+    vpc_id: str,
+) -> list[Statement]:
+    """What the pipeline and its jobs may do: this pipeline's data, keys, jobs and group only."""
+    region, account = config.region, config.account_id
+    sagemaker = f"arn:aws:sagemaker:{region}:{account}"
+    offline_prefix = config.offline_store_prefix
+    artifacts_prefix = config.artifacts_prefix
+    group = config.model_package_group_name
+    job_arns = [
+        f"{sagemaker}:processing-job/{PIPELINE_JOB_NAME_PREFIX}*",
+        f"{sagemaker}:training-job/{PIPELINE_JOB_NAME_PREFIX}*",
+    ]
+    log_groups = [
+        f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/{kind}Jobs{suffix}"
+        for kind in ("Processing", "Training")
+        for suffix in ("", ":*")
+    ]
+    repositories = sorted(
+        {ecr_repository_arn(image) for image in (config.processing_image, config.training_image)}
+    )
+    return [
+        statement(
+            "ReadFeatureStoreOfflinePrefix",
+            effect="Allow",
+            actions="s3:GetObject",
+            resources=f"{offline_bucket_arn}/{offline_prefix}*",
+        ),
+        statement(
+            "ListFeatureStoreOfflinePrefix",
+            effect="Allow",
+            actions="s3:ListBucket",
+            resources=offline_bucket_arn,
+            condition={"StringLike": {"s3:prefix": [f"{offline_prefix}*"]}},
+        ),
+        statement(
+            "ReadWriteThisPipelinesArtifacts",
+            effect="Allow",
+            actions=["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+            resources=f"{artifacts_bucket_arn}/{artifacts_prefix}*",
+        ),
+        statement(
+            "ListThisPipelinesArtifacts",
+            effect="Allow",
+            actions="s3:ListBucket",
+            resources=artifacts_bucket_arn,
+            condition={"StringLike": {"s3:prefix": [f"{artifacts_prefix}*"]}},
+        ),
+        statement(
+            "UseMlArtifactsKey",
+            effect="Allow",
+            actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"],
+            resources=ml_key_arn,
+        ),
+        # SageMaker encrypts the jobs' EBS volumes through a grant made with the caller's
+        # permissions; the grant may only go to an AWS service acting for this role.
+        statement(
+            "GrantMlArtifactsKeyToJobVolumes",
+            effect="Allow",
+            actions="kms:CreateGrant",
+            resources=ml_key_arn,
+            condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+        statement(
+            "DecryptFeatureStoreThroughS3Only",
+            effect="Allow",
+            actions=["kms:Decrypt", "kms:DescribeKey"],
+            resources=feature_key_arn,
+            condition={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+        ),
+        statement(
+            "RunThisPipelinesJobs",
+            effect="Allow",
+            actions=[
+                *JOB_CREATION_ACTIONS,
+                "sagemaker:AddTags",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:ListTags",
+                "sagemaker:StopProcessingJob",
+                "sagemaker:StopTrainingJob",
+            ],
+            resources=job_arns,
+        ),
+        # Belt and braces for the definition: even an edited definition cannot start a job
+        # that talks to the network, skips traffic encryption, or runs outside the VPC.
+        statement(
+            "DenyJobsWithoutNetworkIsolation",
+            effect="Deny",
+            actions=JOB_CREATION_ACTIONS,
+            resources="*",
+            condition={"Bool": {"sagemaker:NetworkIsolation": "false"}},
+        ),
+        statement(
+            "DenyJobsWithoutTrafficEncryption",
+            effect="Deny",
+            actions=JOB_CREATION_ACTIONS,
+            resources="*",
+            condition={"Bool": {"sagemaker:InterContainerTrafficEncryption": "false"}},
+        ),
+        statement(
+            "DenyJobsOutsideTheVpc",
+            effect="Deny",
+            actions=JOB_CREATION_ACTIONS,
+            resources="*",
+            condition={"Null": {"sagemaker:VpcSubnets": "true"}},
+        ),
+        statement(
+            "RegisterPendingModelPackagesInItsGroupOnly",
+            effect="Allow",
+            actions="sagemaker:CreateModelPackage",
+            resources=[
+                f"{sagemaker}:model-package-group/{group}",
+                f"{sagemaker}:model-package/{group}/*",
+            ],
+            condition={"StringEquals": {"sagemaker:ModelApprovalStatus": MODEL_APPROVAL_STATUS}},
+        ),
+        statement(
+            "InspectItsModelPackages",
+            effect="Allow",
+            actions=[
+                "sagemaker:AddTags",
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:DescribeModelPackageGroup",
+                "sagemaker:ListTags",
+            ],
+            resources=[
+                f"{sagemaker}:model-package-group/{group}",
+                f"{sagemaker}:model-package/{group}/*",
+            ],
+        ),
+        # Approval is a person's decision in the registry, never the pipeline's.
+        statement(
+            "NeverApproveModels",
+            effect="Deny",
+            actions="sagemaker:UpdateModelPackage",
+            resources="*",
+        ),
+        statement(
+            "PassItselfToSageMakerOnly",
+            effect="Allow",
+            actions="iam:PassRole",
+            resources=role_arn,
+            condition={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        statement(
+            "PullJobImages",
+            effect="Allow",
+            actions=[
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+            ],
+            resources=repositories,
+        ),
+        # GetAuthorizationToken has no resource-level permissions: "*" is the only form.
+        statement(
+            "EcrLogin",
+            effect="Allow",
+            actions="ecr:GetAuthorizationToken",
+            resources="*",
+        ),
+        statement(
+            "WriteJobLogs",
+            effect="Allow",
+            actions=[
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:DescribeLogStreams",
+                "logs:PutLogEvents",
+            ],
+            resources=log_groups,
+        ),
+        # PutMetricData has no resource-level permissions; the namespace condition confines it.
+        statement(
+            "PublishSageMakerJobMetrics",
+            effect="Allow",
+            actions="cloudwatch:PutMetricData",
+            resources="*",
+            condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        ),
+        # EC2 Describe* calls have no resource-level permissions: "*" is the only form.
+        statement(
+            "DescribeVpcForJobs",
+            effect="Allow",
+            actions=[
+                "ec2:DescribeDhcpOptions",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeVpcs",
+            ],
+            resources="*",
+        ),
+        # SageMaker attaches VPC jobs through ENIs it creates with this role. The ENI ids are
+        # unknown in advance, so the resource is "*", confined to this VPC by condition.
+        statement(
+            "ManageJobNetworkInterfacesInThisVpc",
+            effect="Allow",
+            actions=[
+                "ec2:CreateNetworkInterface",
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+            ],
+            resources="*",
+            condition={"ArnEquals": {"ec2:Vpc": f"arn:aws:ec2:{region}:{account}:vpc/{vpc_id}"}},
+        ),
+    ]

@@ -1,0 +1,1 @@
+"""Rolls a SageMaker endpoint back to its previous configuration on Model Monitor violations."""

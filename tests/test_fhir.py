@@ -1,0 +1,647 @@
+"""FHIR layer: the HealthLake datastore is R4 and encrypted with exactly the PHI key, SMART on
+FHIR appears only when configured, production datastores survive destroy/replace, and the import
+role reads only the import prefix, writes only the results prefix and uses only the PHI key."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cdktf import App, TerraformOutput, TerraformStack
+from pydantic import ValidationError
+
+from modules import aws
+from modules.fhir import Fhir, FhirConfig, SmartOnFhir
+from modules.keys import Keys, KeysConfig
+from modules.storage import Storage, StorageConfig
+from tests.synth import only, resources, statements, synth_stack
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+PREFIX = "acme-unit"
+RAW = f"arn:aws:s3:::{PREFIX}-raw"
+CURATED = f"arn:aws:s3:::{PREFIX}-curated"
+IDP_LAMBDA = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:smart-token-decoder"
+S3_VIA = f"s3.{REGION}.amazonaws.com"
+
+
+def key_arn(purpose: str) -> str:
+    """A stand-in literal ARN for the key of one purpose (tests resolve references to it)."""
+    return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{purpose}-0000"
+
+
+PHI_KEY = key_arn("phi-data")
+LOGS_KEY = key_arn("logs")
+
+
+# --- a small IAM evaluator: identity-policy Allow statements with IAM wildcard semantics -----
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def arn_matches(pattern: str, value: str) -> bool:
+    """IAM resource matching: `*` is any run of characters (slashes included), `?` exactly one
+    character, everything else literal (no character classes, unlike fnmatch)."""
+    regex = "".join(
+        ".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern
+    )
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    return arn_matches(pattern.lower(), action.lower())
+
+
+def condition_holds(operator: str, key: str, expected: Any, context: dict[str, str]) -> bool:
+    """Single-valued condition keys; an absent key never satisfies a positive operator."""
+    if key not in context:
+        return False
+    value = context[key]
+    if operator in ("StringEquals", "ArnEquals"):
+        return value in as_list(expected)
+    if operator in ("StringLike", "ArnLike"):
+        return any(arn_matches(pattern, value) for pattern in as_list(expected))
+    raise AssertionError(f"the evaluator does not know {operator}")
+
+
+def allows(
+    policy_json: str, action: str, resource: str, context: dict[str, str] | None = None
+) -> bool:
+    """Whether any Allow statement grants `action` on `resource` in `context`. The layer's
+    role policies have no Deny, which this asserts rather than assumes."""
+    context = context or {}
+    for candidate in statements(policy_json):
+        assert candidate["Effect"] == "Allow", candidate
+        if not any(action_matches(p, action) for p in as_list(candidate["Action"])):
+            continue
+        if not any(arn_matches(p, resource) for p in as_list(candidate["Resource"])):
+            continue
+        conditions = candidate.get("Condition", {})
+        if all(
+            condition_holds(operator, key, expected, context)
+            for operator, pairs in conditions.items()
+            for key, expected in pairs.items()
+        ):
+            return True
+    return False
+
+
+def literal_references(synthesized: dict[str, Any]) -> dict[str, str]:
+    """Terraform references to bucket and key ARNs -> literal ARNs, so policies can be matched."""
+    references = {
+        f"${{aws_s3_bucket.{logical}.arn}}": f"arn:aws:s3:::{bucket['bucket']}"
+        for logical, bucket in resources(synthesized, "aws_s3_bucket").items()
+    }
+    references.update(
+        {
+            f"${{aws_kms_key.{logical}.arn}}": key_arn(key["tags"]["key-purpose"])
+            for logical, key in resources(synthesized, "aws_kms_key").items()
+        }
+    )
+    return references
+
+
+def resolve(synthesized: dict[str, Any], text: str) -> str:
+    for reference, literal in literal_references(synthesized).items():
+        text = text.replace(reference, literal)
+    assert "${" not in text, f"unresolved reference in {text}"
+    return text
+
+
+def role_policy(synthesized: dict[str, Any]) -> str:
+    return resolve(synthesized, only(synthesized, "aws_iam_role_policy")["policy"])
+
+
+def granted_resources(policy_json: str) -> set[str]:
+    return {r for s in statements(policy_json) for r in as_list(s["Resource"])}
+
+
+def granted_actions(policy_json: str) -> set[str]:
+    return {a for s in statements(policy_json) for a in as_list(s["Action"])}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        (f"{RAW}/fhir-import/*", f"{RAW}/fhir-import/site-a/2024/patients.ndjson", True),
+        (f"{RAW}/fhir-import/*", f"{RAW}/fhir-import/", True),
+        (f"{RAW}/fhir-import/*", f"{RAW}/fhir-import-results/job/out.ndjson", False),
+        (f"{RAW}/fhir-import/*", f"{RAW}-evil/fhir-import/x.ndjson", False),
+        (f"{RAW}/fhir-import/*", f"{CURATED}/fhir-import/x.ndjson", False),
+        (f"{RAW}/fhir-import/*", RAW, False),
+        (f"{RAW}/job-?/*", f"{RAW}/job-1/x", True),
+        (f"{RAW}/job-?/*", f"{RAW}/job-12/x", False),
+        ("arn:aws:s3:::a.b/*", "arn:aws:s3:::aXb/x", False),
+        ("arn:aws:s3:::[ab]/*", "arn:aws:s3:::a/x", False),
+    ],
+)
+def test_the_matcher_has_iam_wildcard_semantics(pattern: str, value: str, expected: bool) -> None:
+    """The matcher grants and refuses: `*` crosses `/`, `.` and `[` are literal."""
+    assert arn_matches(pattern, value) is expected
+
+
+# --- configs and fixtures ---------------------------------------------------------------------
+
+
+def smart(**overrides: Any) -> SmartOnFhir:
+    values: dict[str, Any] = {
+        "authorization_strategy": "SMART_ON_FHIR",
+        "idp_lambda_arn": IDP_LAMBDA,
+        "fine_grained_authorization": True,
+        "issuer": "https://idp.acme-health.example",
+        "authorization_endpoint": "https://idp.acme-health.example/oauth2/authorize",
+        "token_endpoint": "https://idp.acme-health.example/oauth2/token",
+        "capabilities": ("launch-ehr", "client-confidential-symmetric", "permission-v2"),
+    }
+    values.update(overrides)
+    return SmartOnFhir(**values)
+
+
+def fhir_config(**overrides: Any) -> FhirConfig:
+    values: dict[str, Any] = {
+        "environment": "unit",
+        "account_id": ACCOUNT,
+        "region": REGION,
+        "datastore_name": "unit-clinical-fhir",
+        "production": False,
+    }
+    values.update(overrides)
+    return FhirConfig(**values)
+
+
+def add_keys_and_storage(stack: Any, production: bool) -> tuple[Keys, Storage]:
+    keys = Keys(
+        stack,
+        "keys",
+        config=KeysConfig(
+            environment="unit",
+            account_id=ACCOUNT,
+            region=REGION,
+            administrators=(f"arn:aws:iam::{ACCOUNT}:role/key-admin",),
+            users=(f"arn:aws:iam::{ACCOUNT}:role/data-engineer",),
+        ),
+    )
+    storage = Storage(
+        stack,
+        "storage",
+        config=StorageConfig(
+            bucket_prefix=PREFIX,
+            account_id=ACCOUNT,
+            noncurrent_version_days=90,
+            audit_retention_days=2192,
+            production=production,
+        ),
+        keys=keys,
+    )
+    return keys, storage
+
+
+def add_fhir(stack: Any, config: FhirConfig) -> Fhir:
+    keys, storage = add_keys_and_storage(stack, config.production)
+    fhir = Fhir(stack, "fhir", config=config, phi_key=keys.phi_data, raw_bucket=storage.raw)
+    TerraformOutput(stack, "datastore-arn", value=fhir.datastore_arn)
+    TerraformOutput(stack, "datastore-endpoint", value=fhir.datastore_endpoint)
+    TerraformOutput(stack, "import-role-arn", value=fhir.import_role_arn)
+    return fhir
+
+
+@pytest.fixture(scope="module")
+def plain() -> dict[str, Any]:
+    """A non-production datastore with SigV4 (AWS_AUTH) access only."""
+    return synth_stack(lambda stack: add_fhir(stack, fhir_config()))
+
+
+@pytest.fixture(scope="module")
+def smart_production() -> dict[str, Any]:
+    config = fhir_config(production=True, smart_on_fhir=smart())
+    return synth_stack(lambda stack: add_fhir(stack, config))
+
+
+def cfn_stack(synthesized: dict[str, Any]) -> dict[str, Any]:
+    return only(synthesized, "aws_cloudformation_stack")
+
+
+def template(synthesized: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(cfn_stack(synthesized)["template_body"]))
+
+
+def datastore(tmpl: dict[str, Any]) -> dict[str, Any]:
+    """The template's one resource (the dict itself, so tests can tamper with it)."""
+    (resource,) = tmpl["Resources"].values()
+    assert resource["Type"] == "AWS::HealthLake::FHIRDatastore"
+    assert isinstance(resource, dict)
+    return resource
+
+
+def phi_key_reference(synthesized: dict[str, Any]) -> str:
+    (logical,) = [
+        name
+        for name, key in resources(synthesized, "aws_kms_key").items()
+        if key["tags"]["key-purpose"] == "phi-data"
+    ]
+    return f"${{aws_kms_key.{logical}.arn}}"
+
+
+def stack_reference(synthesized: dict[str, Any]) -> str:
+    (logical,) = resources(synthesized, "aws_cloudformation_stack")
+    return f"aws_cloudformation_stack.{logical}"
+
+
+# --- the datastore ---------------------------------------------------------------------------
+
+
+def assert_encrypted_with(tmpl: dict[str, Any], key: str) -> None:
+    sse = datastore(tmpl)["Properties"].get("SseConfiguration")
+    assert sse == {"KmsEncryptionConfig": {"CmkType": "CUSTOMER_MANAGED_KMS_KEY", "KmsKeyId": key}}
+
+
+@pytest.mark.parametrize("variant", ["plain", "smart_production"])
+def test_datastore_is_encrypted_with_exactly_the_phi_key(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    synthesized = request.getfixturevalue(variant)
+    assert_encrypted_with(template(synthesized), phi_key_reference(synthesized))
+
+
+def test_the_encryption_check_detects_another_key_or_an_aws_owned_key(
+    plain: dict[str, Any],
+) -> None:
+    """Twin: the same check fails on a datastore keyed otherwise."""
+    phi = phi_key_reference(plain)
+    other_keys = [
+        ref for ref in literal_references(plain) if ref.startswith("${aws_kms_key.") and ref != phi
+    ]
+    assert len(other_keys) == 3
+    mutations: list[Callable[[dict[str, Any]], object]] = [
+        lambda kms: kms.update(KmsKeyId=other_keys[0]),
+        lambda kms: kms.update(CmkType="AWS_OWNED_KMS_KEY"),
+        lambda kms: kms.pop("KmsKeyId"),
+    ]
+    for mutate in mutations:
+        tampered = template(plain)
+        mutate(datastore(tampered)["Properties"]["SseConfiguration"]["KmsEncryptionConfig"])
+        with pytest.raises(AssertionError):
+            assert_encrypted_with(tampered, phi)
+
+
+def test_datastore_is_fhir_r4_with_its_configured_name(plain: dict[str, Any]) -> None:
+    properties = datastore(template(plain))["Properties"]
+    assert properties["DatastoreTypeVersion"] == "R4"
+    assert properties["DatastoreName"] == "unit-clinical-fhir"
+
+
+def test_template_outputs_come_from_the_datastore(plain: dict[str, Any]) -> None:
+    tmpl = template(plain)
+    (logical,) = tmpl["Resources"]
+    assert {name: output["Value"] for name, output in tmpl["Outputs"].items()} == {
+        attribute: {"Fn::GetAtt": [logical, attribute]}
+        for attribute in ("DatastoreId", "DatastoreArn", "DatastoreEndpoint")
+    }
+
+
+def test_construct_exposes_the_stack_outputs(plain: dict[str, Any]) -> None:
+    stack = stack_reference(plain)
+    outputs = {name: output["value"] for name, output in plain["output"].items()}
+    assert outputs["datastore-arn"] == f"${{{stack}.outputs.DatastoreArn}}"
+    assert outputs["datastore-endpoint"] == f"${{{stack}.outputs.DatastoreEndpoint}}"
+    (role,) = resources(plain, "aws_iam_role")
+    assert outputs["import-role-arn"] == f"${{aws_iam_role.{role}.arn}}"
+
+
+def smart_block(synthesized: dict[str, Any]) -> dict[str, Any] | None:
+    properties = datastore(template(synthesized))["Properties"]
+    block = properties.get("IdentityProviderConfiguration")
+    return None if block is None else dict(block)
+
+
+def test_no_smart_on_fhir_block_unless_configured(plain: dict[str, Any]) -> None:
+    assert smart_block(plain) is None
+
+
+def test_smart_on_fhir_block_carries_the_configuration(smart_production: dict[str, Any]) -> None:
+    """Twin of the test above: the same reader finds the block when it is configured."""
+    block = smart_block(smart_production)
+    assert block is not None
+    metadata = json.loads(block.pop("Metadata"))
+    assert block == {
+        "AuthorizationStrategy": "SMART_ON_FHIR",
+        "FineGrainedAuthorizationEnabled": True,
+        "IdpLambdaArn": IDP_LAMBDA,
+    }
+    assert metadata == {
+        "issuer": "https://idp.acme-health.example",
+        "authorization_endpoint": "https://idp.acme-health.example/oauth2/authorize",
+        "token_endpoint": "https://idp.acme-health.example/oauth2/token",
+        "capabilities": ["launch-ehr", "client-confidential-symmetric", "permission-v2"],
+        "grant_types_supported": ["authorization_code"],
+        "code_challenge_methods_supported": ["S256"],
+    }
+
+
+# --- stack behaviour --------------------------------------------------------------------------
+
+
+def test_production_datastore_survives_destroy_replace_and_stack_deletion(
+    smart_production: dict[str, Any],
+) -> None:
+    stack = cfn_stack(smart_production)
+    assert stack.get("lifecycle") == {"prevent_destroy": True}
+    resource = datastore(template(smart_production))
+    assert (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")) == (
+        "Retain",
+        "Retain",
+    )
+    (logical,) = template(smart_production)["Resources"]
+    deny, allow = json.loads(stack["policy_body"])["Statement"]
+    assert deny == {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": ["Update:Replace", "Update:Delete"],
+        "Resource": f"LogicalResourceId/{logical}",
+    }
+    assert allow == {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"}
+
+
+def test_non_production_datastore_can_be_destroyed(plain: dict[str, Any]) -> None:
+    """Twin of the production test: the same fields are absent."""
+    stack = cfn_stack(plain)
+    assert "lifecycle" not in stack
+    assert "policy_body" not in stack
+    resource = datastore(template(plain))
+    assert "DeletionPolicy" not in resource
+    assert "UpdateReplacePolicy" not in resource
+
+
+def test_failed_creation_rolls_back_within_the_timeouts(plain: dict[str, Any]) -> None:
+    stack = cfn_stack(plain)
+    assert stack["on_failure"] == "ROLLBACK"
+    assert "disable_rollback" not in stack
+    cloudformation_minutes = stack["timeout_in_minutes"]
+    assert 30 <= cloudformation_minutes <= 120
+    # Terraform must outwait CloudFormation, or it reports a timeout instead of the rollback.
+    for operation in ("create", "update", "delete"):
+        assert int(stack["timeouts"][operation].removesuffix("m")) > cloudformation_minutes
+
+
+# --- the import role --------------------------------------------------------------------------
+
+
+def assert_trust_confined(trust_json: str, datastore_arn: str) -> None:
+    (trust,) = statements(trust_json)
+    assert trust["Effect"] == "Allow"
+    assert trust["Action"] == "sts:AssumeRole"
+    assert trust["Principal"] == {"Service": "healthlake.amazonaws.com"}
+    assert trust["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnEquals": {"aws:SourceArn": datastore_arn},
+    }
+
+
+def test_only_healthlake_for_this_datastore_and_account_assumes_the_import_role(
+    plain: dict[str, Any],
+) -> None:
+    trust = only(plain, "aws_iam_role")["assume_role_policy"]
+    assert_trust_confined(trust, f"${{{stack_reference(plain)}.outputs.DatastoreArn}}")
+
+
+def test_the_trust_check_detects_a_wider_trust(plain: dict[str, Any]) -> None:
+    """Twin: another service, a missing account or datastore condition is each refused."""
+    arn = f"${{{stack_reference(plain)}.outputs.DatastoreArn}}"
+    original = json.loads(only(plain, "aws_iam_role")["assume_role_policy"])
+
+    def tampered(change: Callable[[dict[str, Any]], object]) -> str:
+        document = copy.deepcopy(original)
+        change(document["Statement"][0])
+        return json.dumps(document)
+
+    changes: list[Callable[[dict[str, Any]], object]] = [
+        lambda s: s.update(
+            Principal={"Service": ["healthlake.amazonaws.com", "ec2.amazonaws.com"]}
+        ),
+        lambda s: s["Condition"].pop("StringEquals"),
+        lambda s: s["Condition"].pop("ArnEquals"),
+        lambda s: s.update(Principal={"AWS": "*"}),
+    ]
+    for change in changes:
+        with pytest.raises(AssertionError):
+            assert_trust_confined(tampered(change), arn)
+
+
+REQUESTS = [
+    # (id, action, resource, request context, allowed)
+    ("read-import", "s3:GetObject", f"{RAW}/fhir-import/site-a/patients.ndjson", {}, True),
+    ("read-results", "s3:GetObject", f"{RAW}/fhir-import-results/job-1/out.ndjson", {}, False),
+    ("read-other-prefix", "s3:GetObject", f"{RAW}/clinical-notes/note.txt", {}, False),
+    ("read-other-bucket", "s3:GetObject", f"{CURATED}/fhir-import/patients.ndjson", {}, False),
+    ("read-lookalike-bucket", "s3:GetObject", f"{RAW}x/fhir-import/patients.ndjson", {}, False),
+    ("list-import", "s3:ListBucket", RAW, {"s3:prefix": "fhir-import/site-a/"}, True),
+    ("list-everything", "s3:ListBucket", RAW, {"s3:prefix": ""}, False),
+    ("list-no-prefix", "s3:ListBucket", RAW, {}, False),
+    ("list-other-prefix", "s3:ListBucket", RAW, {"s3:prefix": "clinical-notes/"}, False),
+    ("list-other-bucket", "s3:ListBucket", CURATED, {"s3:prefix": "fhir-import/"}, False),
+    ("write-results", "s3:PutObject", f"{RAW}/fhir-import-results/job-1/SUCCESS/a", {}, True),
+    ("write-import", "s3:PutObject", f"{RAW}/fhir-import/injected.ndjson", {}, False),
+    ("write-elsewhere", "s3:PutObject", f"{RAW}/clinical-notes/x", {}, False),
+    ("delete-import", "s3:DeleteObject", f"{RAW}/fhir-import/patients.ndjson", {}, False),
+    ("check-output-bucket", "s3:GetBucketPublicAccessBlock", RAW, {}, True),
+    ("check-other-bucket", "s3:GetEncryptionConfiguration", CURATED, {}, False),
+    ("change-bucket-policy", "s3:PutBucketPolicy", RAW, {}, False),
+    ("decrypt-via-s3", "kms:Decrypt", PHI_KEY, {"kms:ViaService": S3_VIA}, True),
+    ("data-key-via-s3", "kms:GenerateDataKey", PHI_KEY, {"kms:ViaService": S3_VIA}, True),
+    ("decrypt-directly", "kms:Decrypt", PHI_KEY, {}, False),
+    (
+        "decrypt-via-other-service",
+        "kms:Decrypt",
+        PHI_KEY,
+        {"kms:ViaService": f"dynamodb.{REGION}.amazonaws.com"},
+        False,
+    ),
+    ("decrypt-other-key", "kms:Decrypt", LOGS_KEY, {"kms:ViaService": S3_VIA}, False),
+    ("encrypt-via-s3", "kms:Encrypt", PHI_KEY, {"kms:ViaService": S3_VIA}, False),
+    ("grant", "kms:CreateGrant", PHI_KEY, {"kms:ViaService": S3_VIA}, False),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c[0]) for c in REQUESTS])
+def test_import_role_grants_exactly_the_import_requests(
+    plain: dict[str, Any], case: tuple[Any, ...]
+) -> None:
+    """Each granted request has refused twins that differ in prefix, bucket, key or context."""
+    _, action, resource, context, expected = case
+    assert allows(role_policy(plain), action, resource, context) is expected
+
+
+def test_import_role_policy_names_nothing_but_its_prefixes_and_the_phi_key(
+    plain: dict[str, Any],
+) -> None:
+    policy = role_policy(plain)
+    assert granted_resources(policy) == {
+        RAW,
+        f"{RAW}/fhir-import/*",
+        f"{RAW}/fhir-import-results/*",
+        PHI_KEY,
+    }
+    assert granted_actions(policy) == {
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "s3:GetBucketPublicAccessBlock",
+        "s3:GetEncryptionConfiguration",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "kms:DescribeKey",
+    }
+    # Twin: a wildcard grant slipped into the policy is what these checks would see.
+    document = json.loads(policy)
+    document["Statement"].append(
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"{RAW}/*"}
+    )
+    widened = json.dumps(document)
+    assert granted_resources(widened) != granted_resources(policy)
+    assert allows(widened, "s3:GetObject", f"{RAW}/clinical-notes/note.txt")
+
+
+def test_the_raw_bucket_must_be_encrypted_with_the_phi_key() -> None:
+    def build(stack: Any) -> None:
+        keys, storage = add_keys_and_storage(stack, production=False)
+        Fhir(
+            stack,
+            "fhir",
+            config=fhir_config(),
+            phi_key=keys.phi_data,
+            raw_bucket=storage.ml_artifacts,
+        )
+
+    with pytest.raises(ValueError, match="encrypted with the ml-artifacts key, not the PHI key"):
+        synth_stack(build)
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def test_a_complete_configuration_is_accepted() -> None:
+    """Twin of the rejections below: each differs from this one in one value."""
+    config = fhir_config(
+        region="eu-west-1",
+        smart_on_fhir=smart(idp_lambda_arn=IDP_LAMBDA.replace(REGION, "eu-west-1")),
+    )
+    assert config.smart_on_fhir is not None
+    assert config.import_prefix == "fhir-import/"
+    assert config.results_prefix == "fhir-import-results/"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"region": "eu-central-1"}, "AWS HealthLake is not offered in eu-central-1"),
+        ({"region": "us-west-1"}, "AWS HealthLake is not offered in us-west-1"),
+        ({"import_prefix": "fhir-import"}, "import_prefix"),
+        ({"import_prefix": "/fhir-import/"}, "import_prefix"),
+        ({"import_prefix": "fhir-*/"}, "import_prefix"),
+        ({"import_prefix": "fhir//import/"}, "import_prefix"),
+        ({"results_prefix": "results"}, "results_prefix"),
+        (
+            {"import_prefix": "fhir/", "results_prefix": "fhir/results/"},
+            "overlap; they must be disjoint",
+        ),
+        ({"datastore_name": "bad*name"}, "datastore_name"),
+        ({"account_id": "12345"}, "account_id"),
+    ],
+    ids=str,
+)
+def test_bad_configuration_is_rejected(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        fhir_config(**overrides)
+
+
+def test_smart_on_fhir_without_an_idp_lambda_is_rejected() -> None:
+    values = smart().model_dump()
+    del values["idp_lambda_arn"]
+    with pytest.raises(ValidationError, match=r"idp_lambda_arn\n  Field required"):
+        fhir_config(smart_on_fhir=values)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"idp_lambda_arn": f"arn:aws:iam::{ACCOUNT}:role/not-a-lambda-function-at-all"}, "Lambda"),
+        ({"authorization_strategy": "AWS_AUTH"}, "authorization_strategy"),
+        ({"token_endpoint": "http://idp.acme-health.example/token"}, "token_endpoint"),
+        ({"issuer": "idp.acme-health.example"}, "issuer"),
+        ({"capabilities": ()}, "capabilities"),
+        ({"capabilities": ("launch-ehr", "lunch-standalone")}, "unknown SMART capabilities"),
+        ({"grant_types": ("implicit",)}, "grant_types"),
+    ],
+    ids=str,
+)
+def test_bad_smart_on_fhir_settings_are_rejected(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        smart(**overrides)
+
+
+def test_the_idp_lambda_must_be_in_the_datastore_region() -> None:
+    elsewhere = IDP_LAMBDA.replace(REGION, "us-west-2")
+    with pytest.raises(ValidationError, match="is in us-west-2, not the datastore's region"):
+        fhir_config(smart_on_fhir=smart(idp_lambda_arn=elsewhere))
+
+
+# --- terraform --------------------------------------------------------------------------------
+
+
+def terraform_validate(tmp_path: Path, build: Any) -> subprocess.CompletedProcess[str]:
+    """Synthesize `build` into a real stack directory and run terraform init + validate
+    against the provider mirror named by PHI_PROVIDER_MIRROR."""
+    if shutil.which("terraform") is None:
+        pytest.skip("terraform is not on PATH")
+    mirror = os.environ.get("PHI_PROVIDER_MIRROR")
+    if not mirror:
+        pytest.skip("PHI_PROVIDER_MIRROR is not set (a filesystem mirror of hashicorp/aws)")
+    app = App(outdir=str(tmp_path / "out"))
+    stack = TerraformStack(app, "scratch")
+    aws.AwsProvider(stack, "aws", region=REGION)
+    build(stack)
+    app.synth()
+    cli_config = tmp_path / "terraform.rc"
+    cli_config.write_text(
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path    = "{mirror}"\n'
+        '    include = ["registry.terraform.io/*/*"]\n  }\n'
+        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
+    )
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_IN_AUTOMATION": "1"}
+    directory = tmp_path / "out" / "stacks" / "scratch"
+    init = subprocess.run(
+        ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert init.returncode == 0, init.stderr
+    return subprocess.run(
+        ["terraform", "validate", "-no-color"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.terraform
+def test_terraform_validates_the_fhir_layer(tmp_path: Path) -> None:
+    config = fhir_config(production=True, smart_on_fhir=smart())
+    result = terraform_validate(tmp_path, lambda stack: add_fhir(stack, config))
+    assert result.returncode == 0, result.stderr
+    assert "The configuration is valid" in result.stdout

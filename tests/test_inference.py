@@ -1,0 +1,603 @@
+"""Inference layer: the endpoint encrypts and captures with the ML key, the model is isolated in
+the VPC, the enclave hosts' launch template is hardened, and only Graviton types host enclaves."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cdktf import App, TerraformStack
+from pydantic import ValidationError
+
+from modules import aws
+from modules.inference import (
+    Inference,
+    InferenceConfig,
+    ecr_repository_arn,
+    graviton_enclave_instance_type,
+)
+from modules.keys import CustomerManagedKey, CustomerManagedKeyConfig, KeyPurpose
+from modules.storage import HardenedBucket, HardenedBucketConfig
+from tests.synth import only, resources, statement_by_sid, synth_stack
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+VPC_CIDR = "10.42.0.0/16"
+BUCKET = "unit-ml-artifacts"
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/phi-ml/sepsis-risk:1.4.0"
+MODEL_KEY = "models/sepsis-risk/1.4.0/model.tar.gz"
+SAMPLING = 25
+CAPTURE_PREFIX = "data-capture/"
+ENCLAVE_TYPE = "c7g.xlarge"
+
+SETTINGS: dict[str, Any] = {
+    "environment": "unit",
+    "account_id": ACCOUNT,
+    "region": REGION,
+    "model_name": "sepsis-risk",
+    "inference_image": IMAGE,
+    "model_data_url": f"s3://{BUCKET}/{MODEL_KEY}",
+    "endpoint_instance_type": "ml.m6g.xlarge",
+    "endpoint_instance_count": 2,
+    "data_capture_sampling_percent": SAMPLING,
+    "capture_prefix": CAPTURE_PREFIX,
+    "enclave_instance_type": ENCLAVE_TYPE,
+    "enclave_min_size": 1,
+    "enclave_max_size": 4,
+    "enclave_desired_capacity": 2,
+    "enclave_target_cpu_percent": 60,
+    "vpc_cidr": VPC_CIDR,
+    "production": False,
+}
+
+
+def key(stack: TerraformStack, purpose: KeyPurpose) -> CustomerManagedKey:
+    return CustomerManagedKey(
+        stack,
+        f"{purpose.value}-key",
+        config=CustomerManagedKeyConfig(
+            purpose=purpose,
+            alias=f"alias/unit/{purpose.value}",
+            account_id=ACCOUNT,
+            region=REGION,
+            administrators=(f"arn:aws:iam::{ACCOUNT}:role/key-admin",),
+            users=(f"arn:aws:iam::{ACCOUNT}:role/ml-engineer",),
+        ),
+    )
+
+
+def network(stack: TerraformStack) -> tuple[str, list[str]]:
+    vpc = aws.Vpc(stack, "vpc", cidr_block=VPC_CIDR)
+    subnets = [
+        aws.Subnet(stack, f"subnet-{i}", vpc_id=vpc.id, cidr_block=f"10.42.{i}.0/24").id
+        for i in range(2)
+    ]
+    return vpc.id, subnets
+
+
+def build_inference(stack: TerraformStack, **overrides: Any) -> Inference:
+    ml_key = key(stack, KeyPurpose.ML_ARTIFACTS)
+    bucket = HardenedBucket(
+        stack,
+        "artifacts",
+        config=HardenedBucketConfig(name=BUCKET, account_id=ACCOUNT, noncurrent_version_days=30),
+        kms_key=ml_key,
+        access_logs=None,
+    )
+    vpc_id, subnet_ids = network(stack)
+    return Inference(
+        stack,
+        "inference",
+        config=InferenceConfig(**{**SETTINGS, **overrides}),
+        ml_key=ml_key,
+        capture_bucket=bucket,
+        model_bucket_arn=bucket.bucket_arn,
+        vpc_id=vpc_id,
+        subnet_ids=subnet_ids,
+    )
+
+
+@pytest.fixture(scope="module")
+def synth() -> dict[str, Any]:
+    return synth_stack(build_inference)
+
+
+def ref(synthesized: dict[str, Any], type_: str, attribute: str, *, named: str = "") -> str:
+    (name,) = [n for n in resources(synthesized, type_) if named in n]
+    return f"${{{type_}.{name}.{attribute}}}"
+
+
+def ml_key_arn(synthesized: dict[str, Any]) -> str:
+    return ref(synthesized, "aws_kms_key", "arn", named="ml-artifacts")
+
+
+# --- endpoint configuration ------------------------------------------------------------------
+
+
+def endpoint_config_problems(config: dict[str, Any], *, key_arn: str, bucket: str) -> list[str]:
+    """What in an endpoint configuration breaks "encrypted with the ML key, every request and
+    response captured (at the configured rate) into the capture bucket under the ML key"."""
+    problems = []
+    if config.get("kms_key_arn") != key_arn:
+        problems.append("storage not encrypted with the ML key")
+    capture = config.get("data_capture_config") or {}
+    if capture.get("enable_capture") is not True:
+        problems.append("capture disabled")
+    modes = sorted(o.get("capture_mode") for o in capture.get("capture_options", []))
+    if modes != ["Input", "Output"]:
+        problems.append(f"captures {modes}")
+    if capture.get("initial_sampling_percentage") != SAMPLING:
+        problems.append("sampling is not the configured one")
+    if capture.get("destination_s3_uri") != f"s3://{bucket}/{CAPTURE_PREFIX}":
+        problems.append("captures outside the capture bucket prefix")
+    if capture.get("kms_key_id") != key_arn:
+        problems.append("captures not encrypted with the ML key")
+    headers = capture.get("capture_content_type_header") or {}
+    if not headers.get("json_content_types") or not headers.get("csv_content_types"):
+        problems.append("JSON/CSV payloads not recognized")
+    return problems
+
+
+def endpoint_config_and_refs(synth: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
+    return (
+        only(synth, "aws_sagemaker_endpoint_configuration"),
+        ml_key_arn(synth),
+        ref(synth, "aws_s3_bucket", "bucket"),
+    )
+
+
+def test_endpoint_configuration_encrypts_and_captures_with_the_ml_key(
+    synth: dict[str, Any],
+) -> None:
+    config, key_arn, bucket = endpoint_config_and_refs(synth)
+    assert endpoint_config_problems(config, key_arn=key_arn, bucket=bucket) == []
+    variant = config["production_variants"][0]
+    assert (variant["instance_type"], variant["initial_instance_count"]) == ("ml.m6g.xlarge", 2)
+
+
+ENDPOINT_CONFIG_FLAWS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "other-key": (lambda c: c.update(kms_key_arn="arn:aws:kms:x"), "storage not encrypted"),
+    "no-key": (lambda c: c.pop("kms_key_arn"), "storage not encrypted"),
+    "capture-off": (lambda c: c["data_capture_config"].update(enable_capture=False), "disabled"),
+    "input-only": (lambda c: c["data_capture_config"]["capture_options"].pop(), "captures ["),
+    "sampling": (
+        lambda c: c["data_capture_config"].update(initial_sampling_percentage=100),
+        "sampling",
+    ),
+    "elsewhere": (
+        lambda c: c["data_capture_config"].update(destination_s3_uri="s3://other/capture/"),
+        "outside the capture bucket",
+    ),
+    "capture-key": (
+        lambda c: c["data_capture_config"].pop("kms_key_id"),
+        "captures not encrypted",
+    ),
+}
+
+
+@pytest.mark.parametrize("flaw", ENDPOINT_CONFIG_FLAWS.values(), ids=ENDPOINT_CONFIG_FLAWS.keys())
+def test_endpoint_configuration_checker_catches_each_flaw(
+    synth: dict[str, Any], flaw: tuple[Callable[[dict[str, Any]], None], str]
+) -> None:
+    """Twins: each property flipped in a copy of the synthesized configuration is reported."""
+    original, key_arn, bucket = endpoint_config_and_refs(synth)
+    config = copy.deepcopy(original)
+    mutate, expected = flaw
+    mutate(config)
+    problems = endpoint_config_problems(config, key_arn=key_arn, bucket=bucket)
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_endpoint_serves_the_configuration(synth: dict[str, Any]) -> None:
+    endpoint = only(synth, "aws_sagemaker_endpoint")
+    assert endpoint["endpoint_config_name"] == ref(
+        synth, "aws_sagemaker_endpoint_configuration", "name"
+    )
+    assert endpoint["name"] == "phi-ml-unit-sepsis-risk"
+
+
+def test_a_new_model_is_a_new_configuration_created_before_the_old_goes() -> None:
+    """Every deployment keeps its own versioned names (what the rollback lineage lists)."""
+    first = InferenceConfig(**SETTINGS)
+    second = InferenceConfig(**{**SETTINGS, "model_data_url": f"s3://{BUCKET}/models/v2.tar.gz"})
+    assert first.deployment_version != second.deployment_version
+    assert first.deployment_version == InferenceConfig(**SETTINGS).deployment_version
+
+
+def test_model_and_configuration_are_replaced_create_before_destroy(
+    synth: dict[str, Any],
+) -> None:
+    for type_ in ("aws_sagemaker_model", "aws_sagemaker_endpoint_configuration"):
+        resource = only(synth, type_)
+        assert resource["lifecycle"] == {"create_before_destroy": True}
+        assert resource["name"].startswith("phi-ml-unit-sepsis-risk-")
+
+
+# --- model ------------------------------------------------------------------------------------
+
+
+def model_problems(model: dict[str, Any], *, subnets: list[str], group: str) -> list[str]:
+    problems = []
+    if model.get("enable_network_isolation") is not True:
+        problems.append("container may reach the network")
+    vpc = model.get("vpc_config") or {}
+    if sorted(vpc.get("subnets", [])) != sorted(subnets):
+        problems.append("not in the private subnets")
+    if vpc.get("security_group_ids") != [group]:
+        problems.append("not in the layer's security group")
+    return problems
+
+
+def model_refs(synth: dict[str, Any]) -> tuple[dict[str, Any], list[str], str]:
+    subnets = [f"${{aws_subnet.{n}.id}}" for n in resources(synth, "aws_subnet")]
+    group = ref(synth, "aws_security_group", "id", named="model-security-group")
+    return only(synth, "aws_sagemaker_model"), subnets, group
+
+
+def test_model_is_network_isolated_in_the_vpc(synth: dict[str, Any]) -> None:
+    model, subnets, group = model_refs(synth)
+    assert model_problems(model, subnets=subnets, group=group) == []
+    assert model["primary_container"]["model_data_url"] == f"s3://{BUCKET}/{MODEL_KEY}"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda m: m.update(enable_network_isolation=False), "network"),
+        (lambda m: m.pop("enable_network_isolation"), "network"),
+        (lambda m: m.pop("vpc_config"), "subnets"),
+        (lambda m: m["vpc_config"].update(security_group_ids=["sg-default"]), "security group"),
+    ],
+    ids=["isolation-off", "isolation-unset", "no-vpc", "other-group"],
+)
+def test_model_checker_catches_each_flaw(
+    synth: dict[str, Any], mutate: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    original, subnets, group = model_refs(synth)
+    model = copy.deepcopy(original)
+    mutate(model)
+    assert any(expected in p for p in model_problems(model, subnets=subnets, group=group))
+
+
+def egress_rules(synth: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in resources(synth, "aws_vpc_security_group_egress_rule").values()
+        if r["security_group_id"] == group
+    ]
+
+
+def test_model_security_group_allows_only_https_out_to_the_vpc_and_s3(
+    synth: dict[str, Any],
+) -> None:
+    group = ref(synth, "aws_security_group", "id", named="model-security-group")
+    security_group = resources(synth, "aws_security_group")
+    (definition,) = [g for n, g in security_group.items() if "model-security-group" in n]
+    assert definition["egress"] == [] and "ingress" not in definition
+    rules = egress_rules(synth, group)
+    assert {(r["ip_protocol"], r["from_port"], r["to_port"]) for r in rules} == {("tcp", 443, 443)}
+    assert sorted(r.get("cidr_ipv4", "prefix-list") for r in rules) == [VPC_CIDR, "prefix-list"]
+    assert resources(synth, "aws_vpc_security_group_ingress_rule") == {}
+
+
+# --- model execution role -------------------------------------------------------------------
+
+
+def execution_policy(synth: dict[str, Any]) -> str:
+    (policy,) = [
+        p["policy"]
+        for p in resources(synth, "aws_iam_role_policy").values()
+        if p["name"] == "serve-this-model-only"
+    ]
+    return str(policy)
+
+
+def test_execution_role_reads_only_the_model_archive(synth: dict[str, Any]) -> None:
+    policy = execution_policy(synth)
+    read = statement_by_sid(policy, "ReadOnlyTheModelArchive")
+    assert read["Action"] == "s3:GetObject"
+    assert read["Resource"] == f"{ref(synth, 'aws_s3_bucket', 'arn')}/{MODEL_KEY}"
+    s3_grants = [
+        (action, s["Resource"])
+        for s in json.loads(policy)["Statement"]
+        for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        if action.startswith("s3:")
+    ]
+    bucket = ref(synth, "aws_s3_bucket", "arn")
+    assert s3_grants == [
+        ("s3:GetObject", f"{bucket}/{MODEL_KEY}"),
+        ("s3:PutObject", f"{bucket}/{CAPTURE_PREFIX}*"),
+    ]
+
+
+def test_execution_role_pulls_only_its_own_repository(synth: dict[str, Any]) -> None:
+    policy = execution_policy(synth)
+    pull = statement_by_sid(policy, "PullOnlyThisRepository")
+    assert pull["Resource"] == f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/phi-ml/sepsis-risk"
+    token = statement_by_sid(policy, "EcrAuthorizationTokenHasNoResourceLevelPermissions")
+    assert token["Action"] == "ecr:GetAuthorizationToken" and token["Resource"] == "*"
+
+
+def test_only_describe_and_token_calls_use_a_wildcard_resource(synth: dict[str, Any]) -> None:
+    wildcard = [
+        s["Sid"] for s in json.loads(execution_policy(synth))["Statement"] if s["Resource"] == "*"
+    ]
+    assert wildcard == [
+        "EcrAuthorizationTokenHasNoResourceLevelPermissions",
+        "DescribeNetworkHasNoResourceLevelPermissions",
+    ]
+
+
+def test_execution_role_trusts_sagemaker_for_this_account_only(synth: dict[str, Any]) -> None:
+    (role,) = [r for r in resources(synth, "aws_iam_role").values() if r["name"].endswith("-model")]
+    trust = json.loads(role["assume_role_policy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+
+
+@pytest.mark.parametrize(
+    ("uri", "arn"),
+    [
+        (IMAGE, f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/phi-ml/sepsis-risk"),
+        (
+            f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/m@sha256:{'a' * 64}",
+            f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/m",
+        ),
+    ],
+)
+def test_repository_arn_from_image_uri(uri: str, arn: str) -> None:
+    assert ecr_repository_arn(uri) == arn
+
+
+# --- launch template -------------------------------------------------------------------------
+
+
+def launch_template_problems(template: dict[str, Any], *, key_arn: str) -> list[str]:
+    """What in a launch template breaks the enclave host guarantees."""
+    problems = []
+    if (template.get("enclave_options") or {}).get("enabled") is not True:
+        problems.append("Nitro Enclaves not enabled")
+    metadata = template.get("metadata_options") or {}
+    if metadata.get("http_tokens") != "required":
+        problems.append("IMDSv1 allowed")
+    if metadata.get("http_put_response_hop_limit") != 1:
+        problems.append("metadata reachable beyond the instance (hop limit)")
+    mappings = template.get("block_device_mappings") or []
+    if not mappings or any(
+        (m.get("ebs") or {}).get("encrypted") != "true"
+        or (m.get("ebs") or {}).get("kms_key_id") != key_arn
+        for m in mappings
+    ):
+        problems.append("EBS not encrypted with the CMK")
+    interfaces = template.get("network_interfaces") or []
+    if not interfaces or any(i.get("associate_public_ip_address") != "false" for i in interfaces):
+        problems.append("public IP possible")
+    try:
+        graviton_enclave_instance_type(template.get("instance_type", ""))
+    except ValueError:
+        problems.append("not a Graviton enclave host type")
+    return problems
+
+
+def test_launch_template_is_a_hardened_graviton_enclave_host(synth: dict[str, Any]) -> None:
+    template = only(synth, "aws_launch_template")
+    assert launch_template_problems(template, key_arn=ml_key_arn(synth)) == []
+    assert template["instance_type"] == ENCLAVE_TYPE
+    assert template["metadata_options"]["http_endpoint"] == "enabled"
+    assert template["monitoring"] == {"enabled": True}
+    assert template["update_default_version"] is True
+
+
+LAUNCH_TEMPLATE_FLAWS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "enclave-off": (lambda t: t["enclave_options"].update(enabled=False), "Enclaves"),
+    "imdsv1": (lambda t: t["metadata_options"].update(http_tokens="optional"), "IMDSv1"),
+    "hop-limit-2": (
+        lambda t: t["metadata_options"].update(http_put_response_hop_limit=2),
+        "hop limit",
+    ),
+    "unencrypted": (
+        lambda t: t["block_device_mappings"][0]["ebs"].update(encrypted="false"),
+        "EBS",
+    ),
+    "aws-managed-key": (lambda t: t["block_device_mappings"][0]["ebs"].pop("kms_key_id"), "EBS"),
+    "public-ip": (
+        lambda t: t["network_interfaces"][0].update(associate_public_ip_address="true"),
+        "public IP",
+    ),
+    "x86": (lambda t: t.update(instance_type="m5.xlarge"), "Graviton"),
+    "graviton2": (lambda t: t.update(instance_type="c6g.xlarge"), "Graviton"),
+}
+
+
+@pytest.mark.parametrize("flaw", LAUNCH_TEMPLATE_FLAWS.values(), ids=LAUNCH_TEMPLATE_FLAWS.keys())
+def test_launch_template_checker_catches_each_flaw(
+    synth: dict[str, Any], flaw: tuple[Callable[[dict[str, Any]], None], str]
+) -> None:
+    """Twins: each guarantee flipped in a copy of the synthesized template is reported."""
+    template = copy.deepcopy(only(synth, "aws_launch_template"))
+    mutate, expected = flaw
+    mutate(template)
+    problems = launch_template_problems(template, key_arn=ml_key_arn(synth))
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_enclave_hosts_scale_on_cpu_in_the_private_subnets(synth: dict[str, Any]) -> None:
+    group = only(synth, "aws_autoscaling_group")
+    assert group["vpc_zone_identifier"] == [
+        f"${{aws_subnet.{n}.id}}" for n in resources(synth, "aws_subnet")
+    ]
+    assert (group["min_size"], group["desired_capacity"], group["max_size"]) == (1, 2, 4)
+    assert group["launch_template"] == {
+        "id": ref(synth, "aws_launch_template", "id"),
+        "version": ref(synth, "aws_launch_template", "latest_version"),
+    }
+    policy = only(synth, "aws_autoscaling_policy")
+    assert policy["policy_type"] == "TargetTrackingScaling"
+    assert policy["target_tracking_configuration"] == {
+        "target_value": 60,
+        "predefined_metric_specification": {"predefined_metric_type": "ASGAverageCPUUtilization"},
+    }
+
+
+def test_enclave_host_image_is_al2023_arm64_from_ssm(synth: dict[str, Any]) -> None:
+    (parameter,) = synth["data"]["aws_ssm_parameter"].values()
+    assert parameter["name"] == (
+        "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+    )
+    assert only(synth, "aws_launch_template")["image_id"].startswith("${data.aws_ssm_parameter.")
+
+
+def test_enclave_host_role_has_only_ssm_session_access(synth: dict[str, Any]) -> None:
+    attachment = only(synth, "aws_iam_role_policy_attachment")
+    assert attachment["policy_arn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    (role,) = [r for n, r in resources(synth, "aws_iam_role").items() if "enclave" in n]
+    assert json.loads(role["assume_role_policy"])["Statement"][0]["Principal"] == {
+        "Service": "ec2.amazonaws.com"
+    }
+    assert all(p["name"] != role["name"] for p in resources(synth, "aws_iam_role_policy").values())
+
+
+# --- the Graviton rule ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "instance_type", ["c7g.xlarge", "m7g.2xlarge", "r8g.4xlarge", "c8g.48xlarge", "m7g.16xlarge"]
+)
+def test_graviton_enclave_types_are_accepted(instance_type: str) -> None:
+    assert graviton_enclave_instance_type(instance_type) == instance_type
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "message"),
+    [
+        ("m5.xlarge", "not a Graviton"),
+        ("c7i.xlarge", "not a Graviton"),
+        ("t4g.xlarge", "not a Graviton c/m/r"),
+        ("c6g.xlarge", "Graviton generation 6"),
+        ("a1.xlarge", "not a Graviton"),
+        ("c7gn.xlarge", "variant of c7g"),
+        ("m7gd.2xlarge", "variant of m7g"),
+        ("c7g.large", "fewer than 4 vCPUs"),
+        ("c7g.medium", "fewer than 4 vCPUs"),
+        ("c7g.metal", "bare metal"),
+        ("c7g", "not an EC2 instance type name"),
+        ("C7G.XLARGE", "not an EC2 instance type name"),
+        ("", "empty"),
+    ],
+)
+def test_other_types_are_refused_with_a_clear_message(instance_type: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as refused:
+        graviton_enclave_instance_type(instance_type)
+    assert "c7g, m7g, r7g" in str(refused.value) or "e.g. c7g.xlarge" in str(refused.value)
+
+
+def test_inference_config_applies_the_graviton_rule() -> None:
+    with pytest.raises(ValidationError, match="Graviton generation 6"):
+        InferenceConfig(**{**SETTINGS, "enclave_instance_type": "c6g.xlarge"})
+    assert InferenceConfig(**SETTINGS).enclave_instance_type == ENCLAVE_TYPE  # twin
+
+
+# --- configuration rules ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"enclave_desired_capacity": 5}, "min <= desired <= max"),
+        ({"enclave_min_size": 3, "enclave_desired_capacity": 2}, "min <= desired <= max"),
+        ({"enclave_target_cpu_percent": 95}, "less than or equal to 90"),
+        ({"data_capture_sampling_percent": 0}, "greater than or equal to 1"),
+        ({"endpoint_instance_type": "m5.xlarge"}, "should match pattern"),
+        ({"endpoint_instance_count": 0}, "greater than or equal to 1"),
+        ({"capture_prefix": "capture"}, "should match pattern"),
+        ({"model_data_url": f"s3://{BUCKET}/model.zip"}, "tar.gz"),
+        ({"inference_image": "docker.io/library/python:3"}, "not an ECR image URI"),
+        ({"production": True}, "pinned by @sha256"),
+        ({"enclave_ami_ssm_parameter": "/aws/service/ami-x86_64"}, "should match pattern"),
+        ({"model_name": "a-very-long-model-name-that-cannot-fit-in-63"}, "exceed 44"),
+    ],
+)
+def test_config_rejects_bad_values(override: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        InferenceConfig(**{**SETTINGS, **override})
+
+
+def test_production_accepts_a_digest_pinned_image() -> None:
+    """Twin of the production pin rule."""
+    pinned = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/phi-ml/sepsis-risk@sha256:{'0' * 64}"
+    assert InferenceConfig(**{**SETTINGS, "production": True, "inference_image": pinned})
+
+
+def test_model_archive_must_be_in_the_given_bucket() -> None:
+    def build(stack: TerraformStack) -> None:
+        ml_key = key(stack, KeyPurpose.ML_ARTIFACTS)
+        bucket = HardenedBucket(
+            stack,
+            "artifacts",
+            config=HardenedBucketConfig(
+                name=BUCKET, account_id=ACCOUNT, noncurrent_version_days=30
+            ),
+            kms_key=ml_key,
+            access_logs=None,
+        )
+        vpc_id, subnets = network(stack)
+        Inference(
+            stack,
+            "inference",
+            config=InferenceConfig(**SETTINGS),
+            ml_key=ml_key,
+            capture_bucket=bucket,
+            model_bucket_arn="arn:aws:s3:::another-bucket",
+            vpc_id=vpc_id,
+            subnet_ids=subnets,
+        )
+
+    with pytest.raises(ValueError, match="is not in bucket"):
+        synth_stack(build)
+
+
+# --- terraform validate ----------------------------------------------------------------------
+
+
+def terraform_validate(build: Callable[[TerraformStack], object], tmp_path: Path) -> None:
+    """Synthesize `build` into a real stack directory and run terraform init + validate against
+    the provider mirror named by PHI_PROVIDER_MIRROR (skips when terraform or it is absent)."""
+    if shutil.which("terraform") is None:
+        pytest.skip("terraform is not on PATH")
+    mirror = os.environ.get("PHI_PROVIDER_MIRROR")
+    if not mirror:
+        pytest.skip("PHI_PROVIDER_MIRROR is not set (no offline provider mirror to init from)")
+    app = App(outdir=str(tmp_path / "out"))
+    stack = TerraformStack(app, "layer")
+    aws.AwsProvider(stack, "aws", region=REGION)
+    build(stack)
+    app.synth()
+    cli_config = tmp_path / "terraform.rc"
+    cli_config.write_text(
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path = "{mirror}"\n'
+        '    include = ["registry.terraform.io/*/*"]\n  }\n'
+        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
+    )
+    environment = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_IN_AUTOMATION": "1"}
+    stack_dir = tmp_path / "out" / "stacks" / "layer"
+    for command in (
+        ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
+        ["terraform", "validate", "-no-color"],
+    ):
+        done = subprocess.run(
+            command, cwd=stack_dir, env=environment, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.terraform
+def test_terraform_validates_the_inference_layer(tmp_path: Path) -> None:
+    terraform_validate(build_inference, tmp_path)
