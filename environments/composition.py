@@ -1,29 +1,38 @@
 """Environment composition: the only place with providers, backends, accounts and regions.
 
-Each workload environment becomes the stacks `<env>-data` (keys, buckets) and `<env>-network`
-(VPC, endpoints, flow logs, ingest); the organization environment adds `bootstrap`, which
-creates the state bucket every other stack's S3 backend uses.
+Each workload environment becomes the stacks `<env>-data` (keys, buckets, FHIR, features),
+`<env>-network` (VPC, endpoints, flow logs, ingest) and `<env>-ml` (pipeline, registry,
+inference, monitoring); the organization environment adds `bootstrap`, which creates the state
+bucket every other stack's S3 backend uses.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from cdktf import App, LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from constructs import Construct
 
+from environments.layer_configs import LayerConfigs, layer_configs
 from environments.schema import OrganizationEnvironment, WorkloadEnvironment
 from environments.target import Target
 from modules import aws
-from modules.ingest import Ingest, IngestConfig, VpnPeerConfig
+from modules.features import Features
+from modules.fhir import Fhir
+from modules.inference import Inference
+from modules.ingest import Ingest
 from modules.keys import (
     CustomerManagedKey,
     CustomerManagedKeyConfig,
     KeyPurpose,
     Keys,
-    KeysConfig,
     ServiceUse,
 )
-from modules.network import Network, NetworkConfig
-from modules.storage import HardenedBucket, HardenedBucketConfig, Storage, StorageConfig
+from modules.monitoring import Monitoring
+from modules.network import Network
+from modules.pipelines import Pipelines
+from modules.registry import Registry
+from modules.storage import HardenedBucket, HardenedBucketConfig, Storage
 
 STATE_KEY_ALIAS = "alias/phi-ml/terraform-state"
 BOOTSTRAP_STACK = "bootstrap"
@@ -67,19 +76,26 @@ def _provider(
     )
 
 
+@dataclass(frozen=True)
+class StackContext:
+    """What every stack of a workload environment is built from."""
+
+    environment: WorkloadEnvironment
+    organization: OrganizationEnvironment
+    target: Target
+    configs: LayerConfigs
+
+
 class PlatformStack(TerraformStack):
     """A stack with the environment's provider and the shared, encrypted, locked S3 backend."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        name: str,
-        *,
-        environment: WorkloadEnvironment,
-        organization: OrganizationEnvironment,
-        target: Target,
-    ) -> None:
+    def __init__(self, scope: Construct, name: str, *, context: StackContext) -> None:
         super().__init__(scope, name)
+        environment, organization, target = (
+            context.environment,
+            context.organization,
+            context.target,
+        )
         _provider(self, environment, target)
         state = organization.state_backend
         S3Backend(
@@ -99,40 +115,36 @@ class PlatformStack(TerraformStack):
 
 
 class DataStack(PlatformStack):
+    """Keys, buckets, the FHIR datastore and the Feature Store: everything that holds data."""
+
     def __init__(
         self,
         scope: Construct,
         name: str,
         *,
-        environment: WorkloadEnvironment,
-        organization: OrganizationEnvironment,
-        target: Target,
+        context: StackContext,
     ) -> None:
-        super().__init__(
-            scope, name, environment=environment, organization=organization, target=target
+        super().__init__(scope, name, context=context)
+        configs = context.configs
+        self.keys = Keys(self, "keys", config=configs.keys)
+        self.storage = Storage(self, "storage", config=configs.storage, keys=self.keys)
+        self.fhir = (
+            Fhir(
+                self,
+                "fhir",
+                config=configs.fhir,
+                phi_key=self.keys.phi_data,
+                raw_bucket=self.storage.raw,
+            )
+            if configs.fhir
+            else None
         )
-        self.keys = Keys(
+        self.features = Features(
             self,
-            "keys",
-            config=KeysConfig(
-                environment=environment.name,
-                account_id=environment.account_id,
-                region=environment.region,
-                administrators=(*environment.keys.administrators, environment.deployment_role_arn),
-                users=environment.keys.users,
-            ),
-        )
-        self.storage = Storage(
-            self,
-            "storage",
-            config=StorageConfig(
-                bucket_prefix=environment.storage.bucket_prefix,
-                account_id=environment.account_id,
-                noncurrent_version_days=environment.storage.noncurrent_version_days,
-                audit_retention_days=environment.logs.audit_retention_days,
-                production=environment.production,
-            ),
-            keys=self.keys,
+            "features",
+            config=configs.features,
+            feature_key=self.keys.feature_store,
+            offline_bucket=self.storage.feature_offline,
         )
         for key in (
             self.keys.phi_data,
@@ -149,62 +161,95 @@ class DataStack(PlatformStack):
             self.storage.access_logs,
         ):
             TerraformOutput(self, f"{bucket.node.id}-bucket", value=bucket.bucket_name)
+        if self.fhir is not None:
+            TerraformOutput(self, "fhir-datastore-endpoint", value=self.fhir.datastore_endpoint)
 
 
 class NetworkStack(PlatformStack):
+    """The private VPC, its endpoints and flow logs, and the ingest paths from the sites."""
+
     def __init__(
         self,
         scope: Construct,
         name: str,
         *,
         data: DataStack,
-        environment: WorkloadEnvironment,
-        organization: OrganizationEnvironment,
-        target: Target,
+        context: StackContext,
     ) -> None:
-        super().__init__(
-            scope, name, environment=environment, organization=organization, target=target
-        )
+        super().__init__(scope, name, context=context)
+        configs = context.configs
         logs_key = data.keys.logs
-        self.network = Network(
-            self,
-            "network",
-            config=NetworkConfig(
-                environment=environment.name,
-                account_id=environment.account_id,
-                region=environment.region,
-                vpc_cidr=environment.network.vpc_cidr,
-                az_count=environment.network.az_count,
-                extra_interface_endpoints=environment.network.extra_interface_endpoints,
-                flow_log_retention_days=environment.logs.audit_retention_days,
-            ),
-            logs_key=logs_key,
-        )
-        vpn = environment.ingest.vpn
-        direct_connect = environment.ingest.direct_connect
+        self.network = Network(self, "network", config=configs.network, logs_key=logs_key)
         self.ingest = Ingest(
             self,
             "ingest",
-            config=IngestConfig(
-                environment=environment.name,
-                region=environment.region,
-                account_id=environment.account_id,
-                amazon_side_asn=vpn.amazon_side_asn if vpn else 64512,
-                vpn=VpnPeerConfig(
-                    peer_ip=vpn.peer_ip, bgp_asn=vpn.bgp_asn, onprem_cidrs=vpn.onprem_cidrs
-                )
-                if vpn
-                else None,
-                direct_connect_asn=direct_connect.amazon_side_asn if direct_connect else None,
-                vpc_cidr=environment.network.vpc_cidr,
-                tunnel_log_retention_days=environment.logs.audit_retention_days,
-            ),
+            config=configs.ingest,
             vpc_id=self.network.vpc_id,
             route_table_id=self.network.route_table.id,
             logs_key=logs_key,
         )
         TerraformOutput(self, "vpc-id", value=self.network.vpc_id)
         TerraformOutput(self, "workload-subnet-ids", value=self.network.workload_subnet_ids)
+
+
+class MlStack(PlatformStack):
+    """From data to a governed model in production: pipeline, registry, endpoint, monitor."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        name: str,
+        *,
+        data: DataStack,
+        network: NetworkStack,
+        context: StackContext,
+    ) -> None:
+        super().__init__(scope, name, context=context)
+        configs = context.configs
+        keys, storage = data.keys, data.storage
+        vpc_id = network.network.vpc_id
+        subnet_ids = network.network.workload_subnet_ids
+        self.registry = Registry(
+            self, "registry", config=configs.registry, notification_key=keys.ml_artifacts
+        )
+        self.pipelines = Pipelines(
+            self,
+            "pipelines",
+            config=configs.pipeline,
+            ml_key=keys.ml_artifacts,
+            feature_key=keys.feature_store,
+            artifacts_bucket=storage.ml_artifacts,
+            raw_bucket_name=storage.raw.bucket_name,
+            raw_bucket_arn=storage.raw.bucket_arn,
+            offline_bucket_arn=storage.feature_offline.bucket_arn,
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
+        )
+        self.inference = Inference(
+            self,
+            "inference",
+            config=configs.inference,
+            ml_key=keys.ml_artifacts,
+            capture_bucket=storage.ml_artifacts,
+            model_bucket_arn=storage.ml_artifacts.bucket_arn,
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "monitoring",
+            config=configs.monitoring,
+            endpoint_name=self.inference.endpoint_name,
+            endpoint_arn=self.inference.endpoint_arn,
+            ml_key=keys.ml_artifacts,
+            logs_key=keys.logs,
+            artifacts_bucket=storage.ml_artifacts,
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
+            log_retention_days=context.environment.logs.audit_retention_days,
+        )
+        TerraformOutput(self, "pipeline-arn", value=self.pipelines.pipeline_arn)
+        TerraformOutput(self, "endpoint-name", value=self.inference.endpoint_name)
 
 
 class BootstrapStack(TerraformStack):
@@ -290,19 +335,8 @@ def build_app(
         if isinstance(environment, OrganizationEnvironment):
             BootstrapStack(app, BOOTSTRAP_STACK, organization=environment, target=target)
             continue
-        data = DataStack(
-            app,
-            f"{environment.name}-data",
-            environment=environment,
-            organization=organization,
-            target=target,
-        )
-        NetworkStack(
-            app,
-            f"{environment.name}-network",
-            data=data,
-            environment=environment,
-            organization=organization,
-            target=target,
-        )
+        context = StackContext(environment, organization, target, layer_configs(environment))
+        data = DataStack(app, f"{environment.name}-data", context=context)
+        network = NetworkStack(app, f"{environment.name}-network", data=data, context=context)
+        MlStack(app, f"{environment.name}-ml", data=data, network=network, context=context)
     return app

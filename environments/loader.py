@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from environments.layer_configs import LayerConfigError, layer_configs
 from environments.schema import Environment, OrganizationEnvironment, WorkloadEnvironment
 
 ENVIRONMENTS_DIR = Path(__file__).resolve().parent
@@ -114,6 +115,11 @@ def load_environment(path: Path) -> WorkloadEnvironment | OrganizationEnvironmen
         raise EnvironmentFileError(
             shown, "name", f"'{environment.name}' must equal its folder name '{path.parent.name}'"
         )
+    if isinstance(environment, WorkloadEnvironment):
+        try:
+            layer_configs(environment)
+        except LayerConfigError as error:
+            raise EnvironmentFileError(shown, error.field, error.rule) from None
     return environment
 
 

@@ -23,6 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from modules.features import FeatureGroupSpec
+from modules.fhir import SmartOnFhir
+
 # HIPAA 45 CFR 164.316(b)(2)(i): documentation (audit logs included) is retained six years.
 # 2192 days is the smallest CloudWatch Logs retention value that covers six years.
 HIPAA_MIN_AUDIT_RETENTION_DAYS = 2192
@@ -294,6 +297,82 @@ class StorageSettings(_Model):
         return value
 
 
+class FhirSettings(_Model):
+    """HealthLake FHIR R4 datastore (only in regions that offer HealthLake)."""
+
+    datastore_name: str
+    smart_on_fhir: SmartOnFhir | None = None
+
+
+class FeatureSettings(_Model):
+    groups: tuple[FeatureGroupSpec, ...] = Field(min_length=1)
+
+
+class PipelineSettings(_Model):
+    name: str
+    model_package_group: str
+    processing_image: str
+    training_image: str
+    inference_image: str | None = None
+    processing_instance_type: str
+    training_instance_type: str
+    metric_name: str
+    metric_threshold: float
+    trigger_prefix: str
+    max_runtime_seconds: int
+
+
+class RegistrySettings(_Model):
+    model_package_groups: tuple[str, ...] = Field(min_length=1)
+    production_account_id: AccountId
+
+
+class EnclaveSettings(_Model):
+    instance_type: str
+    min_size: int
+    max_size: int
+    desired_capacity: int
+    target_cpu_percent: int
+
+
+class InferenceSettings(_Model):
+    model_name: str
+    inference_image: str
+    model_data_key: str = Field(description="key of model.tar.gz in the ml-artifacts bucket")
+    endpoint_instance_type: str
+    endpoint_instance_count: int
+    data_capture_sampling_percent: int
+    enclave: EnclaveSettings
+
+
+class MonitoringSettings(_Model):
+    monitor_image: str
+    instance_type: str
+    schedule_expression: str
+    max_runtime_seconds: int
+
+
+class MlSettings(_Model):
+    """The data-to-model path. Values only; each layer's config enforces its own rules (see
+    environments/layer_configs.py, which reports them against these fields)."""
+
+    fhir: FhirSettings | None = None
+    features: FeatureSettings
+    pipeline: PipelineSettings
+    registry: RegistrySettings
+    inference: InferenceSettings
+    monitoring: MonitoringSettings
+
+    @model_validator(mode="after")
+    def _pipeline_registers_into_a_known_group(self) -> MlSettings:
+        if self.pipeline.model_package_group not in self.registry.model_package_groups:
+            raise ValueError(
+                f"pipeline.model_package_group '{self.pipeline.model_package_group}' is not one "
+                f"of registry.model_package_groups {list(self.registry.model_package_groups)}"
+            )
+        return self
+
+
 class _EnvironmentBase(_Model):
     name: str
     owner: str = Field(min_length=1, description="team accountable for the environment")
@@ -338,6 +417,7 @@ class WorkloadEnvironment(_EnvironmentBase):
     ingest: IngestSettings
     logs: LogSettings
     storage: StorageSettings
+    ml: MlSettings
 
     @model_validator(mode="after")
     def _jurisdiction_rules(self) -> WorkloadEnvironment:

@@ -229,6 +229,10 @@ class StorageConfig(LayerConfig):
     audit_retention_days: int = Field(ge=1)
     production: bool
 
+    def bucket_name(self, purpose: str) -> str:
+        """Bucket names are fixed by purpose, so other stacks can name them in policies."""
+        return f"{self.bucket_prefix}-{purpose}"
+
 
 class Storage(Construct):
     """The environment's buckets: raw clinical data, curated data, ML artifacts, the Feature
@@ -239,7 +243,7 @@ class Storage(Construct):
 
         def bucket_config(purpose: str, retention_days: int) -> HardenedBucketConfig:
             return HardenedBucketConfig(
-                name=f"{config.bucket_prefix}-{purpose}",
+                name=config.bucket_name(purpose),
                 account_id=config.account_id,
                 noncurrent_version_days=retention_days,
                 prevent_destroy=config.production,

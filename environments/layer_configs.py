@@ -1,0 +1,248 @@
+"""From a validated environment to every layer's config, in one place.
+
+The loader calls this right after the schema, so a rule that a layer enforces (a Graviton-only
+instance type, a threshold in range, a schedule SageMaker accepts) fails at load time with the
+environment file and the YAML field named, exactly like a schema rule. Composition then uses
+the same configs, so what was checked is what is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from environments.schema import WorkloadEnvironment
+from modules.config import LayerConfig
+from modules.features import FeaturesConfig
+from modules.fhir import FhirConfig
+from modules.inference import InferenceConfig
+from modules.ingest import IngestConfig, VpnPeerConfig
+from modules.keys import KeyPurpose, KeysConfig
+from modules.monitoring import MonitoringConfig
+from modules.network import NetworkConfig
+from modules.pipelines import PipelineConfig
+from modules.registry import RegistryConfig
+from modules.storage import StorageConfig
+
+DEFAULT_AMAZON_SIDE_ASN = 64512
+AUTOSCALING_SERVICE_LINKED_ROLE = (
+    "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+)
+
+Config = TypeVar("Config", bound=LayerConfig)
+
+
+class LayerConfigError(ValueError):
+    """A layer rejected a value: `field` is the environment file's field that holds it."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        self.field = field
+        self.rule = rule
+        super().__init__(f"{field}: {rule}")
+
+
+@dataclass(frozen=True)
+class LayerConfigs:
+    storage: StorageConfig
+    network: NetworkConfig
+    ingest: IngestConfig
+    fhir: FhirConfig | None
+    features: FeaturesConfig
+    pipeline: PipelineConfig
+    registry: RegistryConfig
+    inference: InferenceConfig
+    monitoring: MonitoringConfig
+    keys: KeysConfig
+
+
+def _build(
+    config_type: type[Config], section: str, fields: dict[str, str], **values: Any
+) -> Config:
+    """Construct a layer config; a rejected value is reported at its environment-file field
+    (`fields` maps config field -> YAML path; anything else is reported at `section`)."""
+    try:
+        return config_type(**values)
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        location = problem["loc"]
+        field = fields.get(str(location[0]), section) if location else section
+        raise LayerConfigError(field, problem["msg"].removeprefix("Value error, ")) from None
+
+
+def _role_arn(environment: WorkloadEnvironment, name: str) -> str:
+    return f"arn:aws:iam::{environment.account_id}:role/{name}"
+
+
+def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
+    """Every layer's config for a workload environment (LayerConfigError on a bad value)."""
+    env = environment
+    ml = env.ml
+    common = {"environment": env.name, "account_id": env.account_id, "region": env.region}
+    storage = _build(
+        StorageConfig,
+        "storage",
+        {"bucket_prefix": "storage.bucket_prefix"},
+        bucket_prefix=env.storage.bucket_prefix,
+        account_id=env.account_id,
+        noncurrent_version_days=env.storage.noncurrent_version_days,
+        audit_retention_days=env.logs.audit_retention_days,
+        production=env.production,
+    )
+    network = _build(
+        NetworkConfig,
+        "network",
+        {"vpc_cidr": "network.vpc_cidr", "az_count": "network.az_count"},
+        **common,
+        vpc_cidr=env.network.vpc_cidr,
+        az_count=env.network.az_count,
+        extra_interface_endpoints=env.network.extra_interface_endpoints,
+        flow_log_retention_days=env.logs.audit_retention_days,
+    )
+    vpn, direct_connect = env.ingest.vpn, env.ingest.direct_connect
+    ingest = _build(
+        IngestConfig,
+        "ingest",
+        {},
+        **common,
+        amazon_side_asn=vpn.amazon_side_asn if vpn else DEFAULT_AMAZON_SIDE_ASN,
+        vpn=VpnPeerConfig(peer_ip=vpn.peer_ip, bgp_asn=vpn.bgp_asn, onprem_cidrs=vpn.onprem_cidrs)
+        if vpn
+        else None,
+        direct_connect_asn=direct_connect.amazon_side_asn if direct_connect else None,
+        vpc_cidr=env.network.vpc_cidr,
+        tunnel_log_retention_days=env.logs.audit_retention_days,
+    )
+    fhir = (
+        _build(
+            FhirConfig,
+            "ml.fhir",
+            {"datastore_name": "ml.fhir.datastore_name", "region": "region"},
+            **common,
+            datastore_name=ml.fhir.datastore_name,
+            smart_on_fhir=ml.fhir.smart_on_fhir,
+            production=env.production,
+        )
+        if ml.fhir
+        else None
+    )
+    features = _build(
+        FeaturesConfig,
+        "ml.features",
+        {"groups": "ml.features.groups"},
+        **common,
+        groups=ml.features.groups,
+    )
+    offline_store_uri = f"s3://{storage.bucket_name('feature-offline')}/{features.offline_prefix}"
+    pipeline_fields = {
+        "pipeline_name": "ml.pipeline.name",
+        "model_package_group_name": "ml.pipeline.model_package_group",
+        **{name: f"ml.pipeline.{name}" for name in type(ml.pipeline).model_fields if name != "name"},
+    }
+    pipeline = _build(
+        PipelineConfig,
+        "ml.pipeline",
+        pipeline_fields,
+        **common,
+        pipeline_name=ml.pipeline.name,
+        model_package_group_name=ml.pipeline.model_package_group,
+        processing_image=ml.pipeline.processing_image,
+        training_image=ml.pipeline.training_image,
+        inference_image=ml.pipeline.inference_image,
+        processing_instance_type=ml.pipeline.processing_instance_type,
+        training_instance_type=ml.pipeline.training_instance_type,
+        metric_name=ml.pipeline.metric_name,
+        metric_threshold=ml.pipeline.metric_threshold,
+        trigger_prefix=ml.pipeline.trigger_prefix,
+        offline_store_uri=offline_store_uri,
+        max_runtime_seconds=ml.pipeline.max_runtime_seconds,
+        vpc_cidr=env.network.vpc_cidr,
+    )
+    registry = _build(
+        RegistryConfig,
+        "ml.registry",
+        {name: f"ml.registry.{name}" for name in type(ml.registry).model_fields},
+        **common,
+        model_package_groups=ml.registry.model_package_groups,
+        production_account_id=ml.registry.production_account_id,
+    )
+    enclave = ml.inference.enclave
+    model_name = ml.inference.model_name
+    capture_prefix = f"data-capture/{model_name}/"
+    inference = _build(
+        InferenceConfig,
+        "ml.inference",
+        {
+            **{name: f"ml.inference.{name}" for name in type(ml.inference).model_fields},
+            "model_data_url": "ml.inference.model_data_key",
+            **{f"enclave_{name}": f"ml.inference.enclave.{name}" for name in type(enclave).model_fields},
+        },
+        **common,
+        model_name=model_name,
+        inference_image=ml.inference.inference_image,
+        model_data_url=f"s3://{storage.bucket_name('ml-artifacts')}/{ml.inference.model_data_key}",
+        endpoint_instance_type=ml.inference.endpoint_instance_type,
+        endpoint_instance_count=ml.inference.endpoint_instance_count,
+        data_capture_sampling_percent=ml.inference.data_capture_sampling_percent,
+        capture_prefix=capture_prefix,
+        enclave_instance_type=enclave.instance_type,
+        enclave_min_size=enclave.min_size,
+        enclave_max_size=enclave.max_size,
+        enclave_desired_capacity=enclave.desired_capacity,
+        enclave_target_cpu_percent=enclave.target_cpu_percent,
+        vpc_cidr=env.network.vpc_cidr,
+        production=env.production,
+    )
+    monitoring = _build(
+        MonitoringConfig,
+        "ml.monitoring",
+        {name: f"ml.monitoring.{name}" for name in type(ml.monitoring).model_fields},
+        **common,
+        model_name=model_name,
+        monitor_image=ml.monitoring.monitor_image,
+        instance_type=ml.monitoring.instance_type,
+        schedule_expression=ml.monitoring.schedule_expression,
+        baseline_prefix=f"monitoring/{model_name}/baseline/",
+        reports_prefix=f"monitoring/{model_name}/reports/",
+        capture_prefix=capture_prefix,
+        max_runtime_seconds=ml.monitoring.max_runtime_seconds,
+        vpc_cidr=env.network.vpc_cidr,
+    )
+
+    def roles(*names: str) -> tuple[str, ...]:
+        return tuple(_role_arn(env, name) for name in names)
+
+    service_roles = {
+        KeyPurpose.PHI_DATA: roles(fhir.import_role_name) if fhir else (),
+        KeyPurpose.FEATURE_STORE: roles(features.role_name, pipeline.execution_role_name),
+        KeyPurpose.ML_ARTIFACTS: roles(
+            pipeline.execution_role_name,
+            inference.model_role_name,
+            monitoring.monitor_role_name,
+            monitoring.rollback_name,
+            # Launches the enclave hosts, whose volumes are encrypted with the ML key.
+            AUTOSCALING_SERVICE_LINKED_ROLE.removeprefix("role/"),
+        ),
+    }
+    keys = _build(
+        KeysConfig,
+        "keys",
+        {"administrators": "keys.administrators", "users": "keys.users"},
+        **common,
+        administrators=(*env.keys.administrators, env.deployment_role_arn),
+        users=env.keys.users,
+        service_roles=service_roles,
+    )
+    return LayerConfigs(
+        storage=storage,
+        network=network,
+        ingest=ingest,
+        fhir=fhir,
+        features=features,
+        pipeline=pipeline,
+        registry=registry,
+        inference=inference,
+        monitoring=monitoring,
+        keys=keys,
+    )
