@@ -384,6 +384,70 @@ BAD_CASES = [
         "state_backend",
         "required field is missing",
     ),
+    # The ML layers' rules, reported against the environment file's fields.
+    BadCase(
+        "enclave-type-not-graviton",
+        "dev",
+        setting("ml", "inference", "enclave", "instance_type", value="m5.xlarge"),
+        "ml.inference.enclave.instance_type",
+        "Graviton",
+    ),
+    BadCase(
+        "enclave-type-older-graviton",
+        "prod",
+        setting("ml", "inference", "enclave", "instance_type", value="c6g.xlarge"),
+        "ml.inference.enclave.instance_type",
+        "c6g",
+    ),
+    BadCase(
+        "feature-group-without-features",
+        "dev",
+        edit(lambda data: data["ml"]["features"]["groups"][0].update(features=[])),
+        "ml.features.groups[0].features",
+        "at least 1 item",
+    ),
+    BadCase(
+        "metric-threshold-above-one",
+        "staging",
+        setting("ml", "pipeline", "metric_threshold", value=1.5),
+        "ml.pipeline.metric_threshold",
+        "less than or equal to 1",
+    ),
+    BadCase(
+        "metric-threshold-zero",
+        "dev",
+        setting("ml", "pipeline", "metric_threshold", value=0),
+        "ml.pipeline.metric_threshold",
+        "greater than 0",
+    ),
+    BadCase(
+        "capture-sampling-out-of-range",
+        "dev",
+        setting("ml", "inference", "data_capture_sampling_percent", value=0),
+        "ml.inference.data_capture_sampling_percent",
+        "greater than or equal to 1",
+    ),
+    BadCase(
+        "pipeline-registers-into-unknown-group",
+        "dev",
+        setting("ml", "pipeline", "model_package_group", value="sepsis"),
+        "ml",
+        "is not one of registry.model_package_groups",
+    ),
+    BadCase(
+        "fhir-in-region-without-healthlake",
+        "eu-research",
+        setting("ml", "fhir", value={"datastore_name": "acme-eu-fhir"}),
+        "region",
+        "HealthLake is not offered in eu-central-1",
+    ),
+    BadCase(
+        "monitoring-schedule-not-accepted",
+        "dev",
+        setting("ml", "monitoring", "schedule_expression", value="rate(1 hour)"),
+        "ml.monitoring.schedule_expression",
+        "is not a SageMaker monitoring schedule",
+    ),
 ]
 
 
