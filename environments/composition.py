@@ -1,9 +1,10 @@
 """Environment composition: the only place with providers, backends, accounts and regions.
 
-Each workload environment becomes the stacks `<env>-data` (keys, buckets, FHIR, features),
-`<env>-network` (VPC, endpoints, flow logs, ingest) and `<env>-ml` (pipeline, registry,
-inference, monitoring); the organization environment adds `bootstrap`, which creates the state
-bucket every other stack's S3 backend uses.
+Each workload environment becomes the stacks `<env>-data` (keys, buckets, features),
+`<env>-fhir` (HealthLake, where the region offers it), `<env>-network` (VPC, endpoints, flow
+logs, ingest) and `<env>-ml` (pipeline, registry, inference, monitoring); the organization
+environment adds `bootstrap`, which creates the state bucket every other stack's S3 backend
+uses.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from environments.schema import OrganizationEnvironment, WorkloadEnvironment
 from environments.target import Target
 from modules import aws
 from modules.features import Features
-from modules.fhir import Fhir
+from modules.fhir import Fhir, FhirConfig
 from modules.inference import Inference
 from modules.ingest import Ingest
 from modules.keys import (
@@ -115,7 +116,7 @@ class PlatformStack(TerraformStack):
 
 
 class DataStack(PlatformStack):
-    """Keys, buckets, the FHIR datastore and the Feature Store: everything that holds data."""
+    """Keys, buckets and the Feature Store: the data stores every other stack builds on."""
 
     def __init__(
         self,
@@ -128,17 +129,6 @@ class DataStack(PlatformStack):
         configs = context.configs
         self.keys = Keys(self, "keys", config=configs.keys)
         self.storage = Storage(self, "storage", config=configs.storage, keys=self.keys)
-        self.fhir = (
-            Fhir(
-                self,
-                "fhir",
-                config=configs.fhir,
-                phi_key=self.keys.phi_data,
-                raw_bucket=self.storage.raw,
-            )
-            if configs.fhir
-            else None
-        )
         self.features = Features(
             self,
             "features",
@@ -161,8 +151,27 @@ class DataStack(PlatformStack):
             self.storage.access_logs,
         ):
             TerraformOutput(self, f"{bucket.node.id}-bucket", value=bucket.bucket_name)
-        if self.fhir is not None:
-            TerraformOutput(self, "fhir-datastore-endpoint", value=self.fhir.datastore_endpoint)
+
+
+class FhirStack(PlatformStack):
+    """The HealthLake FHIR datastore, apart from the data stack because AWS HealthLake exists
+    only in some regions and not in the local emulator: everything else still applies."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        name: str,
+        *,
+        data: DataStack,
+        context: StackContext,
+        config: FhirConfig,
+    ) -> None:
+        super().__init__(scope, name, context=context)
+        self.fhir = Fhir(
+            self, "fhir", config=config, phi_key=data.keys.phi_data, raw_bucket=data.storage.raw
+        )
+        TerraformOutput(self, "fhir-datastore-endpoint", value=self.fhir.datastore_endpoint)
+        TerraformOutput(self, "fhir-import-role-arn", value=self.fhir.import_role_arn)
 
 
 class NetworkStack(PlatformStack):
@@ -337,6 +346,14 @@ def build_app(
             continue
         context = StackContext(environment, organization, target, layer_configs(environment))
         data = DataStack(app, f"{environment.name}-data", context=context)
+        if context.configs.fhir is not None:
+            FhirStack(
+                app,
+                f"{environment.name}-fhir",
+                data=data,
+                context=context,
+                config=context.configs.fhir,
+            )
         network = NetworkStack(app, f"{environment.name}-network", data=data, context=context)
         MlStack(app, f"{environment.name}-ml", data=data, network=network, context=context)
     return app

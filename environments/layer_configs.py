@@ -138,7 +138,9 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
     pipeline_fields = {
         "pipeline_name": "ml.pipeline.name",
         "model_package_group_name": "ml.pipeline.model_package_group",
-        **{name: f"ml.pipeline.{name}" for name in type(ml.pipeline).model_fields if name != "name"},
+        **{
+            name: f"ml.pipeline.{name}" for name in type(ml.pipeline).model_fields if name != "name"
+        },
     }
     pipeline = _build(
         PipelineConfig,
@@ -176,7 +178,10 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         {
             **{name: f"ml.inference.{name}" for name in type(ml.inference).model_fields},
             "model_data_url": "ml.inference.model_data_key",
-            **{f"enclave_{name}": f"ml.inference.enclave.{name}" for name in type(enclave).model_fields},
+            **{
+                f"enclave_{name}": f"ml.inference.enclave.{name}"
+                for name in type(enclave).model_fields
+            },
         },
         **common,
         model_name=model_name,
