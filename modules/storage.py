@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cdktf import TerraformResourceLifecycle
 from constructs import Construct
 from pydantic import Field, model_validator
@@ -91,6 +93,19 @@ def bucket_policy_statements(
     return statements
 
 
+def _only_aws_service_grants(statements: Sequence[Statement]) -> None:
+    """Extra statements may only let AWS services deliver (CloudTrail, Config, ...): never a
+    person, an account or anyone, which the bucket's fixed policy exists to prevent."""
+    for extra in statements:
+        principal = extra.get("Principal")
+        only_services = isinstance(principal, dict) and set(principal) == {"Service"}
+        if extra.get("Effect") != "Allow" or not only_services:
+            raise ValueError(
+                f"bucket statement {extra.get('Sid')!r}: only Allow statements for AWS service "
+                "principals may be added to a hardened bucket's policy"
+            )
+
+
 class HardenedBucket(Construct):
     """An S3 bucket that is encrypted with a CMK, versioned, private, TLS 1.2+ only, with
     ACLs disabled, server access logging and a lifecycle for old versions.
@@ -98,7 +113,8 @@ class HardenedBucket(Construct):
     `access_logs` is the bucket that receives this bucket's server access logs. Passing None
     makes this bucket the access-log sink itself: it accepts log delivery from this account
     and does not log to itself (that would loop); reads of it are recorded by CloudTrail
-    data events instead.
+    data events instead. `service_deliveries` lets AWS services (CloudTrail, Config) write
+    to an archive bucket; nothing else can be added to its policy.
     """
 
     def __init__(
@@ -109,8 +125,10 @@ class HardenedBucket(Construct):
         config: HardenedBucketConfig,
         kms_key: CustomerManagedKey,
         access_logs: HardenedBucket | None,
+        service_deliveries: Sequence[Statement] = (),
     ) -> None:
         super().__init__(scope, id_)
+        _only_aws_service_grants(service_deliveries)
         self.config = config
         self.kms_key = kms_key
         lifecycle = (
@@ -170,7 +188,8 @@ class HardenedBucket(Construct):
                 *bucket_policy_statements(
                     f"arn:aws:s3:::{config.name}",
                     receives_access_logs_from=config.account_id if access_logs is None else None,
-                )
+                ),
+                *service_deliveries,
             ),
             # A public access block applied first makes S3 reject a policy that would be public.
             depends_on=[self.public_access_block],

@@ -18,7 +18,7 @@ from modules.storage import (
     Storage,
     StorageConfig,
 )
-from tests.synth import resources, statement_by_sid, statements, synth_stack
+from tests.synth import only, resources, statement_by_sid, statements, synth_stack
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -516,3 +516,62 @@ def test_only_the_raw_bucket_sends_object_events_to_eventbridge(storage: dict[st
     notifications = by_bucket(storage, "aws_s3_bucket_notification")
     assert set(notifications) == {name("raw")}
     assert notifications[name("raw")]["eventbridge"] is True
+
+
+def delivery_bucket(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
+    def build(stack: Any) -> None:
+        key = CustomerManagedKey(
+            stack,
+            "archive-key",
+            config=CustomerManagedKeyConfig(
+                purpose=KeyPurpose.LOGS,
+                alias="alias/phi-ml/unit/archive",
+                account_id=ACCOUNT,
+                region="us-east-1",
+                administrators=(f"arn:aws:iam::{ACCOUNT}:role/key-admin",),
+                users=(f"arn:aws:iam::{ACCOUNT}:role/key-user",),
+            ),
+        )
+        HardenedBucket(
+            stack,
+            "archive",
+            config=HardenedBucketConfig(
+                name="unit-archive", account_id=ACCOUNT, noncurrent_version_days=2192
+            ),
+            kms_key=key,
+            access_logs=None,
+            service_deliveries=deliveries,
+        )
+
+    return synth_stack(build)
+
+
+CLOUDTRAIL_DELIVERY = {
+    "Sid": "CloudTrailDelivers",
+    "Effect": "Allow",
+    "Principal": {"Service": "cloudtrail.amazonaws.com"},
+    "Action": "s3:PutObject",
+    "Resource": "arn:aws:s3:::unit-archive/AWSLogs/*",
+}
+
+
+def test_service_deliveries_join_the_fixed_policy() -> None:
+    synthesized = delivery_bucket([CLOUDTRAIL_DELIVERY])
+    policy = only(synthesized, "aws_s3_bucket_policy")["policy"]
+    assert statement_by_sid(policy, "CloudTrailDelivers") == CLOUDTRAIL_DELIVERY
+    statement_by_sid(policy, "DenyInsecureTransport")
+
+
+@pytest.mark.parametrize(
+    "principal",
+    ["*", {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, {"Service": "x", "AWS": "*"}],
+    ids=["anyone", "account", "service-and-account"],
+)
+def test_only_aws_services_may_be_granted_delivery(principal: Any) -> None:
+    with pytest.raises(ValueError, match="only Allow statements for AWS service principals"):
+        delivery_bucket([{**CLOUDTRAIL_DELIVERY, "Principal": principal}])
+
+
+def test_a_deny_cannot_be_smuggled_in_as_a_delivery() -> None:
+    with pytest.raises(ValueError, match="only Allow statements"):
+        delivery_bucket([{**CLOUDTRAIL_DELIVERY, "Effect": "Deny"}])
