@@ -57,6 +57,10 @@ class ServiceUse(StrEnum):
     S3_SERVER_ACCESS_LOGS = "s3-server-access-logs"
     # EventBridge writing to a CMK-encrypted SQS dead-letter queue or SNS topic.
     EVENTBRIDGE = "eventbridge"
+    # CloudTrail encrypting the organization trail's log files.
+    CLOUDTRAIL = "cloudtrail"
+    # CloudWatch alarms publishing to a CMK-encrypted SNS topic.
+    CLOUDWATCH_ALARMS = "cloudwatch-alarms"
 
 
 class CustomerManagedKeyConfig(LayerConfig):
@@ -181,6 +185,29 @@ def _service_statement(use: ServiceUse, account_id: str, region: str) -> Stateme
                 "StringEquals": {"aws:SourceAccount": account_id},
                 "ArnLike": {"aws:SourceArn": f"arn:aws:events:{region}:{account_id}:rule/*"},
             },
+        )
+    if use is ServiceUse.CLOUDTRAIL:
+        return statement(
+            "CloudTrailEncryptsThisAccountsTrails",
+            effect="Allow",
+            principal={"Service": "cloudtrail.amazonaws.com"},
+            actions=["kms:DescribeKey", "kms:GenerateDataKey*"],
+            resources="*",
+            condition={
+                "StringEquals": {"aws:SourceAccount": account_id},
+                "StringLike": {
+                    "kms:EncryptionContext:aws:cloudtrail:arn": f"arn:aws:cloudtrail:*:{account_id}:trail/*"
+                },
+            },
+        )
+    if use is ServiceUse.CLOUDWATCH_ALARMS:
+        return statement(
+            "CloudWatchAlarmsPublishToEncryptedTopics",
+            effect="Allow",
+            principal={"Service": "cloudwatch.amazonaws.com"},
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources="*",
+            condition={"StringEquals": {"aws:SourceAccount": account_id}},
         )
     return statement(
         "S3ServerAccessLogDeliveryEncrypts",

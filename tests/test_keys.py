@@ -439,3 +439,36 @@ def test_eventbridge_may_use_only_the_ml_artifacts_key(
         "StringEquals": {"aws:SourceAccount": ACCOUNT},
         "ArnLike": {"aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/*"},
     }
+
+
+@pytest.mark.parametrize(
+    ("use", "service", "sid"),
+    [
+        (ServiceUse.CLOUDTRAIL, "cloudtrail.amazonaws.com", "CloudTrailEncryptsThisAccountsTrails"),
+        (
+            ServiceUse.CLOUDWATCH_ALARMS,
+            "cloudwatch.amazonaws.com",
+            "CloudWatchAlarmsPublishToEncryptedTopics",
+        ),
+    ],
+)
+def test_audit_services_use_a_key_only_for_this_account(
+    use: ServiceUse, service: str, sid: str
+) -> None:
+    config = CustomerManagedKeyConfig(
+        purpose=KeyPurpose.LOGS,
+        alias="alias/phi-ml/unit/audit",
+        account_id=ACCOUNT,
+        region=REGION,
+        administrators=ADMINISTRATORS,
+        users=USERS,
+        service_uses=(use,),
+    )
+    policy = key_policy(config)
+    granted = statement_by_sid(policy, sid)
+    assert granted["Principal"] == {"Service": service}
+    assert granted["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert not grants(granted, "kms:CreateGrant")
+    # Twin: without the use, the service gets nothing.
+    bare = key_policy(config.model_copy(update={"service_uses": ()}))
+    assert service not in service_principals(bare)
