@@ -196,7 +196,9 @@ def _service_statement(use: ServiceUse, account_id: str, region: str) -> Stateme
             condition={
                 "StringEquals": {"aws:SourceAccount": account_id},
                 "StringLike": {
-                    "kms:EncryptionContext:aws:cloudtrail:arn": f"arn:aws:cloudtrail:*:{account_id}:trail/*"
+                    "kms:EncryptionContext:aws:cloudtrail:arn": (
+                        f"arn:aws:cloudtrail:*:{account_id}:trail/*"
+                    )
                 },
             },
         )
