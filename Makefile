@@ -51,7 +51,7 @@ plan: synth-local ## terraform plan every stack against a moto server on loopbac
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy main.py modules environments tools
+	$(VENV)/bin/mypy main.py modules environments tools policies runtime
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

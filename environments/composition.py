@@ -20,6 +20,7 @@ from environments.target import Target
 from modules import aws
 from modules.features import Features
 from modules.fhir import Fhir, FhirConfig
+from modules.governance import Governance
 from modules.inference import Inference
 from modules.ingest import Ingest
 from modules.keys import (
@@ -87,16 +88,19 @@ class StackContext:
     configs: LayerConfigs
 
 
-class PlatformStack(TerraformStack):
-    """A stack with the environment's provider and the shared, encrypted, locked S3 backend."""
+class BackendStack(TerraformStack):
+    """A stack with its environment's provider and the shared, encrypted, locked S3 backend."""
 
-    def __init__(self, scope: Construct, name: str, *, context: StackContext) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        name: str,
+        *,
+        environment: WorkloadEnvironment | OrganizationEnvironment,
+        organization: OrganizationEnvironment,
+        target: Target,
+    ) -> None:
         super().__init__(scope, name)
-        environment, organization, target = (
-            context.environment,
-            context.organization,
-            context.target,
-        )
         _provider(self, environment, target)
         state = organization.state_backend
         S3Backend(
@@ -113,6 +117,32 @@ class PlatformStack(TerraformStack):
         # cdktf 0.21 predates the backend's native S3 locking (Terraform >= 1.10), which
         # replaces the DynamoDB lock table.
         self.add_override("terraform.backend.s3.use_lockfile", True)
+
+
+class PlatformStack(BackendStack):
+    """A stack of a workload environment."""
+
+    def __init__(self, scope: Construct, name: str, *, context: StackContext) -> None:
+        super().__init__(
+            scope,
+            name,
+            environment=context.environment,
+            organization=context.organization,
+            target=context.target,
+        )
+
+
+class GovernanceStack(BackendStack):
+    """The organization: OUs, member accounts, SCPs, Control Tower, delegated administrators."""
+
+    def __init__(
+        self, scope: Construct, name: str, *, organization: OrganizationEnvironment, target: Target
+    ) -> None:
+        super().__init__(
+            scope, name, environment=organization, organization=organization, target=target
+        )
+        self.governance = Governance(self, "governance", config=organization.governance)
+        TerraformOutput(self, "organization-id", value=self.governance.organization_id)
 
 
 class DataStack(PlatformStack):
@@ -343,6 +373,9 @@ def build_app(
     for environment in environments:
         if isinstance(environment, OrganizationEnvironment):
             BootstrapStack(app, BOOTSTRAP_STACK, organization=environment, target=target)
+            GovernanceStack(
+                app, f"{environment.name}-governance", organization=environment, target=target
+            )
             continue
         context = StackContext(environment, organization, target, layer_configs(environment))
         data = DataStack(app, f"{environment.name}-data", context=context)

@@ -25,6 +25,8 @@ from pydantic import (
 
 from modules.features import FeatureGroupSpec
 from modules.fhir import SmartOnFhir
+from modules.governance import GovernanceConfig
+from modules.regions import EU_RESIDENCY_REGIONS
 
 # HIPAA 45 CFR 164.316(b)(2)(i): documentation (audit logs included) is retained six years.
 # 2192 days is the smallest CloudWatch Logs retention value that covers six years.
@@ -57,22 +59,6 @@ CLOUDWATCH_RETENTION_DAYS = frozenset(
         3653,
     }
 )
-
-# EU/EEA regions. GDPR Chapter V and EHDS residency keep EU patient data inside these.
-EU_REGIONS = frozenset(
-    {
-        "eu-central-1",
-        "eu-central-2",
-        "eu-west-1",
-        "eu-west-2",
-        "eu-west-3",
-        "eu-south-1",
-        "eu-south-2",
-        "eu-north-1",
-    }
-)
-# eu-west-2 (London) is outside the EU since 2020; GDPR adequacy is not EHDS residency.
-EU_RESIDENCY_REGIONS = EU_REGIONS - {"eu-west-2"}
 
 _REGION = re.compile(
     r"^(us|eu|ap|ca|sa|me|af|il|mx)-(north|south|east|west|central|northeast|"
@@ -470,6 +456,19 @@ class OrganizationEnvironment(_EnvironmentBase):
 
     kind: Literal["organization"]
     state_backend: StateBackendSettings
+    governance: GovernanceConfig
+
+    @model_validator(mode="after")
+    def _governance_in_this_region(self) -> OrganizationEnvironment:
+        if self.governance.home_region != self.region:
+            raise ValueError(
+                f"governance.home_region {self.governance.home_region} must equal region "
+                f"{self.region} (Control Tower's home region is the management region)"
+            )
+        outside = [r for r in self.governance.governed_regions if r not in self.allowed_regions]
+        if outside:
+            raise ValueError(f"governance.governed_regions {outside} are outside allowed_regions")
+        return self
 
     @model_validator(mode="after")
     def _deployer_is_not_a_state_key_user(self) -> OrganizationEnvironment:

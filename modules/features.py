@@ -222,7 +222,6 @@ class Features(Construct):
                 " key, not the feature-store key"
             )
         self.config = config
-        name = f"phi-ml-{config.environment}"
         self.offline_store_uri: str = f"s3://{offline_bucket.bucket_name}/{config.offline_prefix}"
 
         # Glue Data Catalog encryption (aws_glue_data_catalog_encryption_settings) is one

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from modules import aws
 from modules.config import LayerConfig
+from modules.regions import EU_RESIDENCY_REGIONS
 from modules.scp import (
     PolicyDocument,
     checked_content,
@@ -68,20 +69,6 @@ ROLE_OUS: Mapping[str, frozenset[str]] = {
     "shared-network": frozenset({"Infrastructure"}),
     "workload": frozenset({"NonProd", "Prod", "Research-EU"}),
 }
-
-# EU member-state regions. GDPR Chapter V and EHDS residency keep EU patient data inside these;
-# eu-west-2 (London) is outside the EU since 2020 (adequacy is not residency).
-EU_RESIDENCY_REGIONS = frozenset(
-    {
-        "eu-central-1",
-        "eu-central-2",
-        "eu-west-1",
-        "eu-west-3",
-        "eu-south-1",
-        "eu-south-2",
-        "eu-north-1",
-    }
-)
 
 # Services trusted to act across the organization (trusted access). Control Tower needs
 # controltower, sso, config and cloudtrail; StackSets deploy its baselines; GuardDuty and

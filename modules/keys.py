@@ -48,6 +48,7 @@ class KeyPurpose(StrEnum):
     ML_ARTIFACTS = "ml-artifacts"
     FEATURE_STORE = "feature-store"
     TERRAFORM_STATE = "terraform-state"
+    AUDIT = "audit"
 
 
 class ServiceUse(StrEnum):
@@ -191,7 +192,8 @@ def _service_statement(use: ServiceUse, account_id: str, region: str) -> Stateme
             "CloudTrailEncryptsThisAccountsTrails",
             effect="Allow",
             principal={"Service": "cloudtrail.amazonaws.com"},
-            actions=["kms:DescribeKey", "kms:GenerateDataKey*"],
+            # Decrypt too: with an S3 Bucket Key on the archive, CloudTrail needs it.
+            actions=["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey*"],
             resources="*",
             condition={
                 "StringEquals": {"aws:SourceAccount": account_id},

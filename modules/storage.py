@@ -180,7 +180,7 @@ class HardenedBucket(Construct):
             bucket=bucket_id,
             versioning_configuration={"status": "Enabled"},
         )
-        aws.S3BucketPolicy(
+        self.policy = aws.S3BucketPolicy(
             self,
             "policy",
             bucket=bucket_id,
