@@ -63,7 +63,14 @@ def test_synth_writes_every_stack_of_the_named_environment(
 ) -> None:
     _, out, digest = good_output
     stacks = {p.name for p in (out / "stacks").iterdir()}
-    assert stacks == {"bootstrap", "dev-data", "dev-fhir", "dev-network", "dev-ml"}
+    assert stacks == {
+        "bootstrap",
+        "org-governance",
+        "dev-data",
+        "dev-fhir",
+        "dev-network",
+        "dev-ml",
+    }
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stacks"]["dev-network"]["dependencies"] == ["dev-data"]
     assert sorted(manifest["stacks"]["dev-ml"]["dependencies"]) == ["dev-data", "dev-network"]
