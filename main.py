@@ -1,7 +1,7 @@
 """cdktf app: synthesize every environment, or those named, into cdktf.out. Nothing else.
 
     python3 main.py                 # every environment
-    python3 main.py dev prod        # only these (the organization's bootstrap stack always)
+    python3 main.py dev prod        # only these (and always the organization's stacks)
     PHI_TARGET=local python3 main.py   # for the moto emulator on loopback
 
 Every environment file is validated before anything is written, and the output is built in a
@@ -18,12 +18,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from environments.loader import ENVIRONMENTS_DIR, EnvironmentFileError, load_environments
-from environments.schema import OrganizationEnvironment
+from environments.loader import (
+    ENVIRONMENT_FILE,
+    ENVIRONMENTS_DIR,
+    EnvironmentFileError,
+    display_path,
+    load_environments,
+)
 from environments.target import Target
 
 DEFAULT_OUTDIR = "cdktf.out"
-ORGANIZATION = "org"
 
 
 def _configured_outdir() -> Path:
@@ -39,19 +43,28 @@ def synthesize(
 ) -> list[str]:
     """Validate, synthesize into a temporary directory, then swap it into place."""
     target = Target.from_environment()
-    wanted = sorted(set(names) | {ORGANIZATION}) if names else None
-    environments = load_environments(wanted, environments_dir)
+    # Every environment is validated, whichever are synthesized: the organization's stacks
+    # depend on all of them (its trail records every environment's data buckets).
+    environments = load_environments(None, environments_dir)
+    unknown = sorted(set(names) - {e.name for e in environments})
+    if unknown:
+        known = ", ".join(sorted(e.name for e in environments))
+        raise EnvironmentFileError(
+            display_path(environments_dir / unknown[0] / ENVIRONMENT_FILE),
+            "",
+            f"no such environment (known: {known})",
+        )
     # Imported only now: `--help` and bad input answer without loading cdktf and the bindings.
     from environments.composition import build_app  # noqa: PLC0415
-
-    organization = next(e for e in environments if isinstance(e, OrganizationEnvironment))
 
     outdir = outdir.resolve()
     staging = outdir.with_name(f"{outdir.name}.tmp-{os.getpid()}")
     retired = outdir.with_name(f"{outdir.name}.old-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        app = build_app(environments, organization=organization, outdir=str(staging), target=target)
+        app = build_app(
+            environments, selected=set(names) or None, outdir=str(staging), target=target
+        )
         app.synth()
         stacks = sorted(p.name for p in (staging / "stacks").iterdir())
         if outdir.exists():

@@ -18,6 +18,8 @@ from environments.layer_configs import LayerConfigs, layer_configs
 from environments.schema import OrganizationEnvironment, WorkloadEnvironment
 from environments.target import Target
 from modules import aws
+from modules.audit import Audit, AuditConfig, ConfigAggregator, ConfigAggregatorConfig
+from modules.detection import AlertsTopic, Detection
 from modules.features import Features
 from modules.fhir import Fhir, FhirConfig
 from modules.governance import Governance
@@ -34,7 +36,9 @@ from modules.monitoring import Monitoring
 from modules.network import Network
 from modules.pipelines import Pipelines
 from modules.registry import Registry
+from modules.security_alarms import SecurityAlarms, SecurityAlarmsConfig, alarm_name_prefix
 from modules.storage import HardenedBucket, HardenedBucketConfig, Storage
+from policies.catalog import load_catalog
 
 STATE_KEY_ALIAS = "alias/phi-ml/terraform-state"
 BOOTSTRAP_STACK = "bootstrap"
@@ -291,6 +295,137 @@ class MlStack(PlatformStack):
         TerraformOutput(self, "endpoint-name", value=self.inference.endpoint_name)
 
 
+class SecurityStack(PlatformStack):
+    """The account's detection loop: GuardDuty and Security Hub as organization members,
+    high-severity findings routed to the quarantine function and the on-call topic. (Its AWS
+    Config recorder is Control Tower's: an enrolled account can hold only one.)"""
+
+    def __init__(
+        self,
+        scope: Construct,
+        name: str,
+        *,
+        data: DataStack,
+        network: NetworkStack,
+        context: StackContext,
+    ) -> None:
+        super().__init__(scope, name, context=context)
+        self.detection = Detection(
+            self,
+            "detection",
+            config=context.configs.detection,
+            alerts_key=data.keys.alerts,
+            logs_key=data.keys.logs,
+            vpc_id=network.network.vpc_id,
+            subnet_ids=network.network.workload_subnet_ids,
+        )
+        TerraformOutput(self, "alerts-topic-arn", value=self.detection.alerts_topic_arn)
+
+
+class OrgAuditStack(BackendStack):
+    """In the management account: the organization trail into the Object-Locked archive,
+    CIS alarms on its log group, AWS Config with the catalog's conformance pack, and the
+    organization-wide Config aggregator."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        name: str,
+        *,
+        organization: OrganizationEnvironment,
+        workloads: list[WorkloadEnvironment],
+        target: Target,
+    ) -> None:
+        super().__init__(
+            scope, name, environment=organization, organization=organization, target=target
+        )
+        audit_config = AuditConfig(
+            environment=organization.name,
+            organization_id=organization.organization_id,
+            account_id=organization.account_id,
+            region=organization.region,
+            log_archive_bucket_name=organization.audit.log_archive_bucket,
+            retention_days=organization.audit.retention_days,
+            object_lock_days=organization.audit.object_lock_days,
+        )
+
+        def key(
+            purpose: KeyPurpose, *uses: ServiceUse, roles: tuple[str, ...] = ()
+        ) -> CustomerManagedKey:
+            return CustomerManagedKey(
+                self,
+                f"{purpose.value}-key",
+                config=CustomerManagedKeyConfig(
+                    purpose=purpose,
+                    alias=f"alias/phi-ml/{organization.name}/{purpose.value}",
+                    account_id=organization.account_id,
+                    region=organization.region,
+                    administrators=(
+                        *organization.keys.administrators,
+                        organization.deployment_role_arn,
+                    ),
+                    users=organization.keys.users,
+                    service_uses=uses,
+                    service_roles=roles,
+                ),
+            )
+
+        trail_key = key(
+            KeyPurpose.AUDIT, ServiceUse.CLOUDTRAIL, roles=(audit_config.config_role_arn,)
+        )
+        logs_key = key(
+            KeyPurpose.LOGS, ServiceUse.CLOUDWATCH_LOGS, ServiceUse.S3_SERVER_ACCESS_LOGS
+        )
+        alerts_key = key(KeyPurpose.ALERTS, ServiceUse.CLOUDWATCH_ALARMS)
+        self.audit = Audit(
+            self,
+            "audit",
+            config=audit_config,
+            trail_key=trail_key,
+            logs_key=logs_key,
+            phi_bucket_arns=phi_bucket_arns(workloads),
+            catalog=load_catalog(),
+        )
+        alarms = SecurityAlarmsConfig(environment=organization.name)
+        topic = AlertsTopic(
+            self,
+            "alerts",
+            name=f"phi-ml-{organization.name}-security-alerts",
+            display_name="PHI ML organization security alarms",
+            alerts_key=alerts_key,
+            account_id=organization.account_id,
+            region=organization.region,
+            alarm_prefix=alarm_name_prefix(organization.name),
+            rule_arns=[],
+        )
+        SecurityAlarms(
+            self,
+            "alarms",
+            config=alarms,
+            trail_log_group_name=self.audit.log_group_name,
+            alerts_topic_arn=topic.topic_arn,
+        )
+        ConfigAggregator(
+            self,
+            "config-aggregator",
+            config=ConfigAggregatorConfig(
+                environment=organization.name, account_id=organization.account_id
+            ),
+        )
+        TerraformOutput(self, "trail-arn", value=self.audit.trail_arn)
+        TerraformOutput(self, "archive-bucket", value=self.audit.archive_bucket_name)
+
+
+def phi_bucket_arns(workloads: list[WorkloadEnvironment]) -> list[str]:
+    """Every workload environment's buckets that hold patient data or what is derived from it:
+    the organization trail records each object read and write in them."""
+    return [
+        f"arn:aws:s3:::{layer_configs(workload).storage.bucket_name(purpose)}"
+        for workload in workloads
+        for purpose in ("raw", "curated", "feature-offline", "ml-artifacts")
+    ]
+
+
 class BootstrapStack(TerraformStack):
     """The state bucket and its key. Local backend: nothing exists to hold its state yet."""
 
@@ -363,19 +498,29 @@ class BootstrapStack(TerraformStack):
 def build_app(
     environments: list[WorkloadEnvironment | OrganizationEnvironment],
     *,
-    organization: OrganizationEnvironment,
+    selected: set[str] | None,
     outdir: str,
     target: Target,
 ) -> App:
-    """Compose the stacks of the given environments (the organization's is always known:
-    its state bucket is every backend's)."""
+    """Compose the organization's stacks and those of the selected workload environments (all
+    when None). Every environment is given, selected or not: the organization trail records
+    the data buckets of all of them, whichever subset is being synthesized."""
+    organization = next(e for e in environments if isinstance(e, OrganizationEnvironment))
+    workloads = [e for e in environments if isinstance(e, WorkloadEnvironment)]
     app = App(outdir=outdir, stack_traces=False)
-    for environment in environments:
-        if isinstance(environment, OrganizationEnvironment):
-            BootstrapStack(app, BOOTSTRAP_STACK, organization=environment, target=target)
-            GovernanceStack(
-                app, f"{environment.name}-governance", organization=environment, target=target
-            )
+    BootstrapStack(app, BOOTSTRAP_STACK, organization=organization, target=target)
+    GovernanceStack(
+        app, f"{organization.name}-governance", organization=organization, target=target
+    )
+    OrgAuditStack(
+        app,
+        f"{organization.name}-audit",
+        organization=organization,
+        workloads=workloads,
+        target=target,
+    )
+    for environment in workloads:
+        if selected is not None and environment.name not in selected:
             continue
         context = StackContext(environment, organization, target, layer_configs(environment))
         data = DataStack(app, f"{environment.name}-data", context=context)
@@ -389,4 +534,7 @@ def build_app(
             )
         network = NetworkStack(app, f"{environment.name}-network", data=data, context=context)
         MlStack(app, f"{environment.name}-ml", data=data, network=network, context=context)
+        SecurityStack(
+            app, f"{environment.name}-security", data=data, network=network, context=context
+        )
     return app

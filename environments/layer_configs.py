@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from environments.schema import WorkloadEnvironment
 from modules.config import LayerConfig
+from modules.detection import DetectionConfig
 from modules.features import FeaturesConfig
 from modules.fhir import FhirConfig
 from modules.inference import InferenceConfig
@@ -28,7 +29,11 @@ from modules.storage import StorageConfig
 
 DEFAULT_AMAZON_SIDE_ASN = 64512
 AUTOSCALING_SERVICE_LINKED_ROLE = (
-    "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+    "aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+)
+GUARDDUTY_MALWARE_SCAN_ROLE = (
+    "aws-service-role/malware-protection.guardduty.amazonaws.com/"
+    "AWSServiceRoleForAmazonGuardDutyMalwareProtection"
 )
 
 Config = TypeVar("Config", bound=LayerConfig)
@@ -54,6 +59,7 @@ class LayerConfigs:
     registry: RegistryConfig
     inference: InferenceConfig
     monitoring: MonitoringConfig
+    detection: DetectionConfig
     keys: KeysConfig
 
 
@@ -215,6 +221,18 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         vpc_cidr=env.network.vpc_cidr,
     )
 
+    detection = _build(
+        DetectionConfig,
+        "security",
+        {"finding_severity_threshold": "security.finding_severity_threshold"},
+        **common,
+        finding_severity_threshold=env.security.finding_severity_threshold,
+        # Workload accounts are members; the security-tooling account administers them.
+        is_security_account=False,
+        vpc_cidr=env.network.vpc_cidr,
+        log_retention_days=env.logs.audit_retention_days,
+    )
+
     def roles(*names: str) -> tuple[str, ...]:
         return tuple(_role_arn(env, name) for name in names)
 
@@ -226,9 +244,12 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
             inference.model_role_name,
             monitoring.monitor_role_name,
             monitoring.rollback_name,
-            # Launches the enclave hosts, whose volumes are encrypted with the ML key.
-            AUTOSCALING_SERVICE_LINKED_ROLE.removeprefix("role/"),
+            # Launches the enclave hosts, whose volumes are encrypted with the ML key...
+            AUTOSCALING_SERVICE_LINKED_ROLE,
+            # ...which GuardDuty's malware protection must read to scan them.
+            GUARDDUTY_MALWARE_SCAN_ROLE,
         ),
+        KeyPurpose.ALERTS: (detection.quarantine_role_arn,),
     }
     keys = _build(
         KeysConfig,
@@ -249,5 +270,6 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         registry=registry,
         inference=inference,
         monitoring=monitoring,
+        detection=detection,
         keys=keys,
     )

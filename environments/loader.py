@@ -31,7 +31,7 @@ class EnvironmentFileError(Exception):
         super().__init__(f"{location}: {rule}")
 
 
-def _display_path(path: Path) -> Path:
+def display_path(path: Path) -> Path:
     try:
         return path.resolve().relative_to(Path.cwd())
     except ValueError:
@@ -93,7 +93,7 @@ def _first_error(path: Path, error: ValidationError) -> EnvironmentFileError:
 
 def load_environment(path: Path) -> WorkloadEnvironment | OrganizationEnvironment:
     """Parse and validate one environment file; the folder name must equal `name`."""
-    shown = _display_path(path)
+    shown = display_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -136,7 +136,7 @@ def load_environments(
     unknown = [name for name in wanted if name not in known]
     if unknown:
         raise EnvironmentFileError(
-            _display_path(root / unknown[0] / ENVIRONMENT_FILE),
+            display_path(root / unknown[0] / ENVIRONMENT_FILE),
             "",
             f"no such environment (known: {', '.join(known)})",
         )

@@ -359,6 +359,12 @@ class MlSettings(_Model):
         return self
 
 
+class SecuritySettings(_Model):
+    finding_severity_threshold: float = Field(
+        default=7.0, description="GuardDuty severity from which instances are quarantined"
+    )
+
+
 class _EnvironmentBase(_Model):
     name: str
     owner: str = Field(min_length=1, description="team accountable for the environment")
@@ -404,6 +410,7 @@ class WorkloadEnvironment(_EnvironmentBase):
     logs: LogSettings
     storage: StorageSettings
     ml: MlSettings
+    security: SecuritySettings = SecuritySettings()
 
     @model_validator(mode="after")
     def _jurisdiction_rules(self) -> WorkloadEnvironment:
@@ -451,10 +458,21 @@ class StateBackendSettings(_Model):
     noncurrent_version_days: int = Field(ge=30, le=3650)
 
 
+class AuditSettings(_Model):
+    log_archive_bucket: str
+    retention_days: int = Field(description="trail events in CloudWatch Logs (>= 2192)")
+    object_lock_days: int = Field(description="WORM retention of every log file (>= 2192)")
+
+
 class OrganizationEnvironment(_EnvironmentBase):
     """The management account: Terraform state now, Organizations and SCPs later."""
 
     kind: Literal["organization"]
+    organization_id: str = Field(
+        pattern=r"^o-[a-z0-9]{10,32}$", description="the existing organization (o-...)"
+    )
+    keys: KeyAccess = Field(description="administrators and users of the audit keys")
+    audit: AuditSettings
     state_backend: StateBackendSettings
     governance: GovernanceConfig
 

@@ -162,6 +162,48 @@ class DetectionConfig(LayerConfig):
         return f"arn:aws:iam::{self.account_id}:role/{self.quarantine_name}"
 
 
+class AlertsTopic(Construct):
+    """An SNS topic for the on-call, encrypted with the alerts key, to which only the given
+    EventBridge rules and this environment's security alarms may publish, over TLS."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        name: str,
+        display_name: str,
+        alerts_key: CustomerManagedKey,
+        account_id: str,
+        region: str,
+        alarm_prefix: str,
+        rule_arns: list[str],
+    ) -> None:
+        super().__init__(scope, id_)
+        self.topic = aws.SnsTopic(
+            self,
+            "topic",
+            name=name,
+            display_name=display_name,
+            kms_master_key_id=alerts_key.key_arn,
+        )
+        self.topic_arn: str = self.topic.arn
+        aws.SnsTopicPolicy(
+            self,
+            "policy",
+            arn=self.topic.arn,
+            policy=policy_document(
+                *alerts_topic_statements(
+                    self.topic.arn,
+                    rule_arns=rule_arns,
+                    account_id=account_id,
+                    region=region,
+                    alarm_prefix=alarm_prefix,
+                )
+            ),
+        )
+
+
 class Detection(Construct):
     """GuardDuty (S3 data events, EBS malware scans) and Security Hub (AWS Foundational
     Security Best Practices, CIS AWS Foundations, NIST SP 800-53 Rev. 5) in this account; in
@@ -291,28 +333,18 @@ class Detection(Construct):
         )
         rules = {"guardduty": self.guardduty_rule, "security-hub": self.security_hub_rule}
 
-        self.topic = aws.SnsTopic(
+        self.topic = AlertsTopic(
             self,
             "alerts",
             name=f"{config.name}-security-alerts",
             display_name=f"PHI ML {config.environment} security alerts",
-            kms_master_key_id=alerts_key.key_arn,
-        )
+            alerts_key=alerts_key,
+            account_id=config.account_id,
+            region=config.region,
+            alarm_prefix=alarm_name_prefix(config.environment),
+            rule_arns=[rule.arn for rule in rules.values()],
+        ).topic
         self.alerts_topic_arn: str = self.topic.arn
-        aws.SnsTopicPolicy(
-            self,
-            "alerts-policy",
-            arn=self.topic.arn,
-            policy=policy_document(
-                *alerts_topic_statements(
-                    self.topic.arn,
-                    rule_arns=[rule.arn for rule in rules.values()],
-                    account_id=config.account_id,
-                    region=config.region,
-                    alarm_prefix=alarm_name_prefix(config.environment),
-                )
-            ),
-        )
 
         self.isolation_security_group = aws.SecurityGroup(
             self,
@@ -405,7 +437,7 @@ def alerts_topic_statements(
     """Only the two finding rules (through EventBridge) and this environment's security
     alarms (through CloudWatch) may publish, from this account, and only over TLS."""
     alarms = f"arn:aws:cloudwatch:{region}:{account_id}:alarm:{alarm_prefix}*"
-    return [
+    rules = [
         statement(
             "FindingRulesPublish",
             effect="Allow",
@@ -416,7 +448,10 @@ def alerts_topic_statements(
                 "ArnEquals": {"aws:SourceArn": rule_arns},
                 "StringEquals": {"aws:SourceAccount": account_id},
             },
-        ),
+        )
+    ]
+    return [
+        *(rules if rule_arns else []),
         statement(
             "SecurityAlarmsPublish",
             effect="Allow",

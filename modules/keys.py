@@ -49,6 +49,7 @@ class KeyPurpose(StrEnum):
     FEATURE_STORE = "feature-store"
     TERRAFORM_STATE = "terraform-state"
     AUDIT = "audit"
+    ALERTS = "alerts"
 
 
 class ServiceUse(StrEnum):
@@ -261,7 +262,7 @@ class KeysConfig(LayerConfig):
 
 class Keys(Construct):
     """One customer-managed key per purpose, so that revoking or auditing one kind of data
-    (PHI, logs, model artifacts, features) never touches another."""
+    (PHI, logs, model artifacts, features, security alerts) never touches another."""
 
     def __init__(self, scope: Construct, id_: str, *, config: KeysConfig) -> None:
         super().__init__(scope, id_)
@@ -289,3 +290,5 @@ class Keys(Construct):
         # Also encrypts the ML layer's dead-letter queues and notification topic.
         self.ml_artifacts = key(KeyPurpose.ML_ARTIFACTS, ServiceUse.EVENTBRIDGE)
         self.feature_store = key(KeyPurpose.FEATURE_STORE)
+        # Security findings and alarms for the on-call, and the quarantine function.
+        self.alerts = key(KeyPurpose.ALERTS, ServiceUse.EVENTBRIDGE, ServiceUse.CLOUDWATCH_ALARMS)

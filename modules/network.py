@@ -14,7 +14,8 @@ from modules.keys import CustomerManagedKey
 from modules.policy import assume_role_policy, policy_document, statement
 
 # Interface endpoints every PHI VPC has: the ML control and data planes, keys, identity, logs,
-# events, container images, metrics and Systems Manager (session access without SSH or bastion).
+# events, container images, metrics, Systems Manager (session access without SSH or bastion),
+# EC2 and X-Ray.
 REQUIRED_INTERFACE_ENDPOINTS = (
     "sagemaker.api",
     "sagemaker.runtime",
@@ -28,6 +29,9 @@ REQUIRED_INTERFACE_ENDPOINTS = (
     "ssm",
     "ssmmessages",
     "ec2messages",
+    # The quarantine function isolates instances through the EC2 API; functions trace to X-Ray.
+    "ec2",
+    "xray",
 )
 GATEWAY_ENDPOINTS = ("s3", "dynamodb")
 HTTPS = 443

@@ -281,7 +281,7 @@ def test_the_encryption_check_detects_another_key_or_an_aws_owned_key(
     other_keys = [
         ref for ref in literal_references(plain) if ref.startswith("${aws_kms_key.") and ref != phi
     ]
-    assert len(other_keys) == 3
+    assert other_keys, "the stack has keys other than the PHI key to try"
     mutations: list[Callable[[dict[str, Any]], object]] = [
         lambda kms: kms.update(KmsKeyId=other_keys[0]),
         lambda kms: kms.update(CmkType="AWS_OWNED_KMS_KEY"),

@@ -36,7 +36,7 @@ USERS = (
 ADMIN_SID = "KeyAdministratorsManageButCannotUse"
 USERS_SID = "KeyUsersEncryptAndDecrypt"
 GRANTS_SID = "KeyUsersGrantOnlyToAwsServices"
-LAYER_PURPOSES = ("phi-data", "logs", "ml-artifacts", "feature-store")
+LAYER_PURPOSES = ("phi-data", "logs", "ml-artifacts", "feature-store", "alerts")
 NON_LOG_PURPOSES = ("phi-data", "ml-artifacts", "feature-store")
 # Every KMS operation that reads or produces data under the key.
 CRYPTOGRAPHIC_ACTIONS = (
@@ -431,7 +431,7 @@ def test_eventbridge_may_use_only_the_ml_artifacts_key(
         for purpose in LAYER_PURPOSES
         if "events.amazonaws.com" in service_principals(policy_of(keys_by_purpose, purpose))
     }
-    assert with_eventbridge == {"ml-artifacts"}
+    assert with_eventbridge == {"ml-artifacts", "alerts"}
     events = statement_by_sid(
         policy_of(keys_by_purpose, "ml-artifacts"), "EventBridgeDeliversToEncryptedQueuesAndTopics"
     )

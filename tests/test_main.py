@@ -66,10 +66,12 @@ def test_synth_writes_every_stack_of_the_named_environment(
     assert stacks == {
         "bootstrap",
         "org-governance",
+        "org-audit",
         "dev-data",
         "dev-fhir",
         "dev-network",
         "dev-ml",
+        "dev-security",
     }
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stacks"]["dev-network"]["dependencies"] == ["dev-data"]

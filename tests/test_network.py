@@ -35,6 +35,8 @@ EXPECTED_REQUIRED_ENDPOINTS = (
     "ssm",
     "ssmmessages",
     "ec2messages",
+    "ec2",
+    "xray",
 )
 INTERNET = ("0.0.0.0/0", "::/0")
 INTERNET_GATEWAY_TYPES = (
