@@ -19,6 +19,7 @@ from modules.functions import (
     HardenedFunction,
     check_log_retention,
 )
+from modules.iam_statements import deny_insecure_transport
 from modules.inference import NAME_PART
 from modules.keys import CustomerManagedKey
 from modules.policy import Statement, policy_document, statement
@@ -463,14 +464,7 @@ def alerts_topic_statements(
                 "StringEquals": {"aws:SourceAccount": account_id},
             },
         ),
-        statement(
-            "DenyInsecureTransport",
-            effect="Deny",
-            principal="*",
-            actions="sns:Publish",
-            resources=topic_arn,
-            condition={"Bool": {"aws:SecureTransport": "false"}},
-        ),
+        deny_insecure_transport(actions="sns:Publish", resources=topic_arn),
     ]
 
 

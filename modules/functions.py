@@ -15,6 +15,7 @@ from cdktf import AssetType, TerraformAsset
 from constructs import Construct
 
 from modules import aws
+from modules.iam_statements import deny_insecure_transport, lambda_vpc_access_statements
 from modules.inference import https_only_security_group
 from modules.keys import CustomerManagedKey
 from modules.policy import Statement, assume_role_policy, policy_document, statement
@@ -136,14 +137,7 @@ class HardenedFunction(Construct):
                         "StringEquals": {"aws:SourceAccount": account_id},
                     },
                 ),
-                statement(
-                    "DenyInsecureTransport",
-                    effect="Deny",
-                    principal="*",
-                    actions="sqs:*",
-                    resources=queue.arn,
-                    condition={"Bool": {"aws:SecureTransport": "false"}},
-                ),
+                deny_insecure_transport(actions="sqs:*", resources=queue.arn),
             ),
         )
         log_group = aws.CloudwatchLogGroup(
@@ -246,10 +240,11 @@ def runtime_statements(
     log_group_arn: str,
     dead_letter_queue_arn: str,
     environment_key_arn: str,
+    environment_key_sid: str = "UseTheEnvironmentKey",
 ) -> list[Statement]:
     """What any VPC function needs to run: its own logs, traces, network interfaces in this
-    account and region, its dead-letter queue, and the key of its environment and queue."""
-    ec2 = f"arn:aws:ec2:{region}:{account_id}"
+    account and region, its dead-letter queue, and the key of its environment and queue
+    (granted under `environment_key_sid`)."""
     return [
         statement(
             "WriteItsOwnLogs",
@@ -263,29 +258,7 @@ def runtime_statements(
             actions=["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
             resources="*",
         ),
-        statement(
-            # As AWSLambdaVPCAccessExecutionRole, but the mutating calls confined to this
-            # account and region; Describe* has no resource-level permissions.
-            "DescribeNetworkInterfacesHasNoResourceLevelPermissions",
-            effect="Allow",
-            actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
-            resources="*",
-        ),
-        statement(
-            "ManageItsNetworkInterfaces",
-            effect="Allow",
-            actions=[
-                "ec2:AssignPrivateIpAddresses",
-                "ec2:CreateNetworkInterface",
-                "ec2:DeleteNetworkInterface",
-                "ec2:UnassignPrivateIpAddresses",
-            ],
-            resources=[
-                f"{ec2}:network-interface/*",
-                f"{ec2}:subnet/*",
-                f"{ec2}:security-group/*",
-            ],
-        ),
+        *lambda_vpc_access_statements(region, account_id),
         statement(
             "DeadLetterFailedInvocations",
             effect="Allow",
@@ -294,7 +267,7 @@ def runtime_statements(
         ),
         statement(
             # Environment variables and the encrypted dead-letter queue.
-            "UseTheEnvironmentKey",
+            environment_key_sid,
             effect="Allow",
             actions=["kms:Decrypt", "kms:GenerateDataKey"],
             resources=environment_key_arn,

@@ -14,8 +14,13 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from modules import aws
 from modules.config import LayerConfig
+from modules.iam_statements import (
+    ECR_IMAGE,
+    ecr_pull_statements,
+    sagemaker_vpc_interface_statements,
+)
 from modules.keys import CustomerManagedKey
-from modules.policy import Statement, assume_role_policy, policy_document, statement
+from modules.policy import assume_role_policy, policy_document, statement
 from modules.storage import HardenedBucket
 
 HTTPS = 443
@@ -92,16 +97,10 @@ GravitonEnclaveInstanceType = Annotated[str, AfterValidator(graviton_enclave_ins
 
 # --- container images ------------------------------------------------------------------------
 
-_ECR_IMAGE = re.compile(
-    r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
-    r"(?P<repository>[a-z0-9][a-z0-9._/-]*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})"
-    r"|@(?P<digest>sha256:[0-9a-f]{64}))$"
-)
-
 
 def ecr_image(value: str) -> str:
     """An ECR image URI with a tag or a digest (AfterValidator)."""
-    if not _ECR_IMAGE.match(value):
+    if not ECR_IMAGE.match(value):
         raise ValueError(
             f"{value!r} is not an ECR image URI "
             f"(<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> or @sha256:<digest>)"
@@ -110,82 +109,6 @@ def ecr_image(value: str) -> str:
 
 
 EcrImage = Annotated[str, AfterValidator(ecr_image)]
-
-
-def ecr_repository_arn(image_uri: str) -> str:
-    """arn:aws:ecr:<region>:<account>:repository/<name> of an ECR image URI."""
-    parts = _ECR_IMAGE.match(image_uri)
-    if parts is None:
-        raise ValueError(f"{image_uri!r} is not an ECR image URI")
-    partition = "aws-cn" if ".amazonaws.com.cn/" in image_uri else "aws"
-    return (
-        f"arn:{partition}:ecr:{parts['region']}:{parts['account']}:repository/{parts['repository']}"
-    )
-
-
-def ecr_pull_statements(image_uri: str) -> list[Statement]:
-    """Pull one repository's images: the token call is account-wide by AWS's design."""
-    return [
-        statement(
-            # ecr:GetAuthorizationToken has no resource type: AWS accepts only "*".
-            "EcrAuthorizationTokenHasNoResourceLevelPermissions",
-            effect="Allow",
-            actions="ecr:GetAuthorizationToken",
-            resources="*",
-        ),
-        statement(
-            "PullOnlyThisRepository",
-            effect="Allow",
-            actions=[
-                "ecr:BatchCheckLayerAvailability",
-                "ecr:BatchGetImage",
-                "ecr:GetDownloadUrlForLayer",
-            ],
-            resources=ecr_repository_arn(image_uri),
-        ),
-    ]
-
-
-def vpc_interface_statements(region: str, account_id: str, vpc_id: str) -> list[Statement]:
-    """What SageMaker needs to place a job's or model's network interfaces in our subnets.
-
-    The EC2 Describe* actions have no resource-level permissions (AWS requires "*"); creating,
-    deleting and permitting interfaces is confined to this account and region, and to subnets
-    and security groups of this VPC.
-    """
-    ec2 = f"arn:aws:ec2:{region}:{account_id}"
-    return [
-        statement(
-            "DescribeNetworkHasNoResourceLevelPermissions",
-            effect="Allow",
-            actions=[
-                "ec2:DescribeDhcpOptions",
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeSecurityGroups",
-                "ec2:DescribeSubnets",
-                "ec2:DescribeVpcs",
-            ],
-            resources="*",
-        ),
-        statement(
-            "ManageInterfacesInThisAccountAndRegion",
-            effect="Allow",
-            actions=[
-                "ec2:CreateNetworkInterface",
-                "ec2:CreateNetworkInterfacePermission",
-                "ec2:DeleteNetworkInterface",
-                "ec2:DeleteNetworkInterfacePermission",
-            ],
-            resources=f"{ec2}:network-interface/*",
-        ),
-        statement(
-            "UseOnlyThisVpcsSubnetsAndSecurityGroups",
-            effect="Allow",
-            actions=["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission"],
-            resources=[f"{ec2}:subnet/*", f"{ec2}:security-group/*"],
-            condition={"StringEquals": {"ec2:Vpc": f"{ec2}:vpc/{vpc_id}"}},
-        ),
-    ]
 
 
 def https_only_security_group(
@@ -449,7 +372,7 @@ class Inference(Construct):
                     ),
                 ),
                 *ecr_pull_statements(config.inference_image),
-                *vpc_interface_statements(config.region, config.account_id, vpc_id),
+                *sagemaker_vpc_interface_statements(config.region, config.account_id, vpc_id),
             ),
         )
         # Every change of what is deployed is a new model and configuration name; created

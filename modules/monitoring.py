@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import ipaddress
 import json
-import os
 import re
-import tempfile
-import zipfile
-from pathlib import Path
 from typing import Any
 
 from cdktf import AssetType, TerraformAsset
@@ -20,24 +13,27 @@ from pydantic import Field, field_validator, model_validator
 
 from modules import aws
 from modules.config import LayerConfig
-from modules.inference import (
-    NAME_PART,
-    EcrImage,
-    ecr_pull_statements,
-    https_only_security_group,
-    vpc_interface_statements,
+from modules.functions import (
+    DEAD_LETTER_RETENTION_SECONDS,
+    EVENT_MAX_AGE_SECONDS,
+    EVENT_RETRY_ATTEMPTS,
+    LAMBDA_RUNTIME,
+    RUNTIME_SOURCES,
+    check_log_retention,
+    lambda_package,
+    runtime_statements,
 )
+from modules.iam_statements import (
+    deny_insecure_transport,
+    ecr_pull_statements,
+    sagemaker_vpc_interface_statements,
+)
+from modules.inference import NAME_PART, EcrImage, https_only_security_group
 from modules.keys import CustomerManagedKey
 from modules.policy import assume_role_policy, policy_document, statement
 from modules.storage import HardenedBucket
 
-ROLLBACK_SOURCE = Path(__file__).resolve().parent.parent / "runtime" / "rollback"
-LAMBDA_RUNTIME = "python3.12"
-# CloudWatch Logs retention values of six years (HIPAA's documentation retention) or more.
-LOG_RETENTION_DAYS_ALLOWED = (2192, 2557, 2922, 3288, 3653)
-DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum: two weeks to investigate
-EVENT_RETRY_ATTEMPTS = 8
-EVENT_MAX_AGE_SECONDS = 3600
+ROLLBACK_SOURCE = RUNTIME_SOURCES / "rollback"
 # Rollbacks must never race: two concurrent switches could leave either configuration serving.
 ROLLBACK_CONCURRENCY = 1
 MONITOR_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
@@ -152,39 +148,6 @@ def violation_event_pattern(schedule_arn: str) -> dict[str, Any]:
     }
 
 
-def deterministic_zip(source: Path) -> bytes:
-    """The package of a source folder, byte-identical for identical file contents: sorted
-    entries, fixed timestamps and permissions, no bytecode. (cdktf's ARCHIVE assets keep file
-    modification times, so every fresh clone would produce a new package and a new Lambda
-    code version on apply.)"""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for path in sorted(source.rglob("*")):
-            relative = path.relative_to(source)
-            if not path.is_file() or "__pycache__" in relative.parts or path.suffix == ".pyc":
-                continue
-            entry = zipfile.ZipInfo(relative.as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
-            entry.external_attr = 0o100644 << 16
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(entry, path.read_bytes(), compresslevel=9)
-    return buffer.getvalue()
-
-
-def lambda_package(source: Path, file_name: str) -> tuple[str, str]:
-    """Write the source's deterministic package to a content-addressed file; return its path
-    and its base64 SHA-256 (what Lambda reports as CodeSha256)."""
-    package = deterministic_zip(source)
-    digest = hashlib.sha256(package)
-    folder = Path(tempfile.gettempdir()) / "phi-ml-lambda-packages" / digest.hexdigest()[:32]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / file_name
-    if not path.exists():
-        partial = folder / f".{file_name}.{os.getpid()}"
-        partial.write_bytes(package)
-        partial.replace(path)  # atomic: concurrent synths never see half a package
-    return str(path), base64.b64encode(digest.digest()).decode()
-
-
 class Monitoring(Construct):
     """Drift is detected and acted on without a human in the loop, and without PHI leaving the
     VPC: an hourly-or-slower Model Monitor data-quality job compares the endpoint's captured
@@ -209,11 +172,7 @@ class Monitoring(Construct):
         log_retention_days: int,
     ) -> None:
         super().__init__(scope, id_)
-        if log_retention_days not in LOG_RETENTION_DAYS_ALLOWED:
-            raise ValueError(
-                f"log_retention_days {log_retention_days} must be one of "
-                f"{LOG_RETENTION_DAYS_ALLOWED} (six years or more)"
-            )
+        check_log_retention(log_retention_days)
         self.config = config
         self._schedule(
             config,
@@ -321,7 +280,7 @@ class Monitoring(Construct):
                     ),
                 ),
                 *ecr_pull_statements(config.monitor_image),
-                *vpc_interface_statements(config.region, config.account_id, vpc_id),
+                *sagemaker_vpc_interface_statements(config.region, config.account_id, vpc_id),
             ),
         )
         job = aws.SagemakerDataQualityJobDefinition(
@@ -449,14 +408,7 @@ class Monitoring(Construct):
                     resources=queue.arn,
                     condition={"ArnEquals": {"aws:SourceArn": self.rule.arn}},
                 ),
-                statement(
-                    "DenyInsecureTransport",
-                    effect="Deny",
-                    principal="*",
-                    actions="sqs:*",
-                    resources=queue.arn,
-                    condition={"Bool": {"aws:SecureTransport": "false"}},
-                ),
+                deny_insecure_transport(actions="sqs:*", resources=queue.arn),
             ),
         )
         log_group = aws.CloudwatchLogGroup(
@@ -508,53 +460,13 @@ class Monitoring(Construct):
                     actions="sagemaker:ListEndpointConfigs",
                     resources="*",
                 ),
-                statement(
-                    "WriteItsOwnLogs",
-                    effect="Allow",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=f"{log_group.arn}:*",
-                ),
-                statement(
-                    "XRayTracesHaveNoResourceLevelPermissions",
-                    effect="Allow",
-                    actions=["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
-                    resources="*",
-                ),
-                statement(
-                    # As AWSLambdaVPCAccessExecutionRole, but the mutating calls confined to
-                    # this account and region; Describe* has no resource-level permissions.
-                    "DescribeNetworkInterfacesHasNoResourceLevelPermissions",
-                    effect="Allow",
-                    actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
-                    resources="*",
-                ),
-                statement(
-                    "ManageItsNetworkInterfaces",
-                    effect="Allow",
-                    actions=[
-                        "ec2:AssignPrivateIpAddresses",
-                        "ec2:CreateNetworkInterface",
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:UnassignPrivateIpAddresses",
-                    ],
-                    resources=[
-                        f"arn:aws:ec2:{region}:{account}:network-interface/*",
-                        f"arn:aws:ec2:{region}:{account}:subnet/*",
-                        f"arn:aws:ec2:{region}:{account}:security-group/*",
-                    ],
-                ),
-                statement(
-                    "DeadLetterFailedInvocations",
-                    effect="Allow",
-                    actions="sqs:SendMessage",
-                    resources=queue.arn,
-                ),
-                statement(
-                    # Environment variables and the encrypted dead-letter queue.
-                    "UseTheMlKey",
-                    effect="Allow",
-                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                    resources=ml_key.key_arn,
+                *runtime_statements(
+                    account_id=account,
+                    region=region,
+                    log_group_arn=log_group.arn,
+                    dead_letter_queue_arn=queue.arn,
+                    environment_key_arn=ml_key.key_arn,
+                    environment_key_sid="UseTheMlKey",
                 ),
             ),
         )

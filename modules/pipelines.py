@@ -18,6 +18,15 @@ from pydantic import Field, field_validator
 
 from modules import aws
 from modules.config import LayerConfig
+from modules.iam_statements import (
+    ECR_IMAGE,
+    SAGEMAKER_INTERFACE_ACTIONS,
+    deny_insecure_transport,
+    describe_vpc,
+    ecr_authorization_token,
+    ecr_pull,
+    ecr_repository_arn,
+)
 from modules.keys import CustomerManagedKey
 from modules.policy import Statement, assume_role_policy, policy_document, statement
 from modules.storage import HardenedBucket
@@ -61,23 +70,10 @@ DEAD_LETTER_RETENTION_SECONDS = 1_209_600
 PIPELINE_JOB_NAME_PREFIX = "pipelines-"
 JOB_CREATION_ACTIONS = ["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"]
 
-# <account>.dkr.ecr.<region>.amazonaws.com/<repository>(:tag | @sha256:digest): private ECR
-# only, pulled through the VPC's ECR endpoints.
-_ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/"
-    r"(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?::[\w][\w.-]{0,127}|@sha256:[a-f0-9]{64})$"
-)
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 # Lower case only: SageMaker lower-cases some names inside ARNs, and IAM compares ARNs
 # case-sensitively, so a mixed-case name could silently fall outside its own policy.
 _LOWER_NAME = r"^[a-z0-9](-?[a-z0-9])*$"
-
-
-def ecr_repository_arn(image: str) -> str:
-    match = _ECR_IMAGE.match(image)
-    if match is None:
-        raise ValueError(f"{image!r} is not a private ECR image URI")
-    return f"arn:aws:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
 
 
 class PipelineConfig(LayerConfig):
@@ -87,11 +83,11 @@ class PipelineConfig(LayerConfig):
     # 48 leaves room for the "-execution" role name suffix within IAM's 64 characters.
     pipeline_name: str = Field(pattern=_LOWER_NAME, max_length=48)
     model_package_group_name: str = Field(pattern=_LOWER_NAME, max_length=63)
-    processing_image: str = Field(pattern=_ECR_IMAGE.pattern)
-    training_image: str = Field(pattern=_ECR_IMAGE.pattern)
+    processing_image: str = Field(pattern=ECR_IMAGE.pattern)
+    training_image: str = Field(pattern=ECR_IMAGE.pattern)
     # The container registered for serving; the training image when None (built-in algorithms
     # and framework images serve what they train).
-    inference_image: str | None = Field(default=None, pattern=_ECR_IMAGE.pattern)
+    inference_image: str | None = Field(default=None, pattern=ECR_IMAGE.pattern)
     processing_instance_type: str = Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
     training_instance_type: str = Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
     metric_name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
@@ -682,14 +678,7 @@ def dead_letter_queue_statements(queue_arn: str, rule_arn: str) -> list[Statemen
             resources=queue_arn,
             condition={"ArnEquals": {"aws:SourceArn": rule_arn}},
         ),
-        statement(
-            "DenyInsecureTransport",
-            effect="Deny",
-            principal="*",
-            actions="sqs:*",
-            resources=queue_arn,
-            condition={"Bool": {"aws:SecureTransport": "false"}},
-        ),
+        deny_insecure_transport(actions="sqs:*", resources=queue_arn),
     ]
 
 
@@ -845,23 +834,8 @@ def execution_role_statements(
             resources=role_arn,
             condition={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ),
-        statement(
-            "PullJobImages",
-            effect="Allow",
-            actions=[
-                "ecr:BatchCheckLayerAvailability",
-                "ecr:BatchGetImage",
-                "ecr:GetDownloadUrlForLayer",
-            ],
-            resources=repositories,
-        ),
-        # GetAuthorizationToken has no resource-level permissions: "*" is the only form.
-        statement(
-            "EcrLogin",
-            effect="Allow",
-            actions="ecr:GetAuthorizationToken",
-            resources="*",
-        ),
+        ecr_pull("PullJobImages", repositories),
+        ecr_authorization_token("EcrLogin"),
         statement(
             "WriteJobLogs",
             effect="Allow",
@@ -881,30 +855,13 @@ def execution_role_statements(
             resources="*",
             condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
         ),
-        # EC2 Describe* calls have no resource-level permissions: "*" is the only form.
-        statement(
-            "DescribeVpcForJobs",
-            effect="Allow",
-            actions=[
-                "ec2:DescribeDhcpOptions",
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeSecurityGroups",
-                "ec2:DescribeSubnets",
-                "ec2:DescribeVpcs",
-            ],
-            resources="*",
-        ),
+        describe_vpc("DescribeVpcForJobs"),
         # SageMaker attaches VPC jobs through ENIs it creates with this role. The ENI ids are
         # unknown in advance, so the resource is "*", confined to this VPC by condition.
         statement(
             "ManageJobNetworkInterfacesInThisVpc",
             effect="Allow",
-            actions=[
-                "ec2:CreateNetworkInterface",
-                "ec2:CreateNetworkInterfacePermission",
-                "ec2:DeleteNetworkInterface",
-                "ec2:DeleteNetworkInterfacePermission",
-            ],
+            actions=list(SAGEMAKER_INTERFACE_ACTIONS),
             resources="*",
             condition={"ArnEquals": {"ec2:Vpc": f"arn:aws:ec2:{region}:{account}:vpc/{vpc_id}"}},
         ),

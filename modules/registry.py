@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 
 from modules import aws
 from modules.config import LayerConfig
+from modules.iam_statements import deny_insecure_transport
 from modules.keys import CustomerManagedKey
 from modules.policy import Statement, policy_document, statement
 
@@ -124,14 +125,7 @@ def topic_policy_statements(topic_arn: str, rule_arn: str) -> list[Statement]:
             resources=topic_arn,
             condition={"ArnEquals": {"aws:SourceArn": rule_arn}},
         ),
-        statement(
-            "DenyInsecureTransport",
-            effect="Deny",
-            principal="*",
-            actions="sns:Publish",
-            resources=topic_arn,
-            condition={"Bool": {"aws:SecureTransport": "false"}},
-        ),
+        deny_insecure_transport(actions="sns:Publish", resources=topic_arn),
     ]
 
 

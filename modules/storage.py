@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from modules import aws
 from modules.config import LayerConfig
+from modules.iam_statements import deny_insecure_transport
 from modules.keys import CustomerManagedKey, Keys
 from modules.policy import Statement, policy_document, statement
 
@@ -51,14 +52,7 @@ def bucket_policy_statements(
     """
     resources = [bucket_arn, f"{bucket_arn}/*"]
     statements = [
-        statement(
-            "DenyInsecureTransport",
-            effect="Deny",
-            principal="*",
-            actions="s3:*",
-            resources=resources,
-            condition={"Bool": {"aws:SecureTransport": "false"}},
-        ),
+        deny_insecure_transport(actions="s3:*", resources=resources),
         statement(
             "DenyTlsOlderThan12",
             effect="Deny",

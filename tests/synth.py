@@ -40,3 +40,20 @@ def statement_by_sid(policy_json: str, sid: str) -> dict[str, Any]:
         if candidate.get("Sid") == sid:
             return candidate
     raise AssertionError(f"no statement {sid!r} in {policy_json}")
+
+
+def ref(synthesized: dict[str, Any], type_: str, attribute: str, *, named: str = "") -> str:
+    """The Terraform reference to an attribute of the one resource of a type whose logical
+    name contains `named`."""
+    (name,) = [n for n in resources(synthesized, type_) if named in n]
+    return f"${{{type_}.{name}.{attribute}}}"
+
+
+def role_policy_named(synthesized: dict[str, Any], name: str) -> str:
+    """The document of the one inline role policy (aws_iam_role_policy) called `name`."""
+    (policy,) = [
+        p["policy"]
+        for p in resources(synthesized, "aws_iam_role_policy").values()
+        if p["name"] == name
+    ]
+    return str(policy)

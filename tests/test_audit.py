@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from cdktf import App, TerraformOutput, TerraformStack
+from cdktf import TerraformOutput, TerraformStack
 from pydantic import ValidationError
 
-from modules import aws
 from modules.audit import (
     Audit,
     AuditConfig,
@@ -38,6 +34,7 @@ from modules.config_rules import (
 from modules.keys import CustomerManagedKey, CustomerManagedKeyConfig, KeyPurpose
 from policies.catalog import Catalog, Control, RuntimeEvidence, load_catalog
 from tests.synth import only, resources, statement_by_sid, statements, synth_stack
+from tests.terraform_check import terraform_validate
 
 ACCOUNT = "123456789012"
 SECURITY_ACCOUNT = "210987654321"
@@ -765,36 +762,14 @@ def test_the_aggregator_sees_every_account_and_region(aggregator: dict[str, Any]
 
 @pytest.mark.terraform
 def test_terraform_validates_the_audit_layer(tmp_path: Path) -> None:
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not on PATH")
-    mirror = os.environ.get("PHI_PROVIDER_MIRROR")
-    if not mirror:
-        pytest.skip("PHI_PROVIDER_MIRROR is not set (no offline provider mirror to init from)")
-    app = App(outdir=str(tmp_path / "out"))
-    stack = TerraformStack(app, "layer")
-    aws.AwsProvider(stack, "aws", region=REGION)
-    build_audit(stack)
-    ConfigAggregator(
-        stack,
-        "aggregator",
-        config=ConfigAggregatorConfig(environment="security", account_id=SECURITY_ACCOUNT),
-    )
-    app.synth()
-    cli_config = tmp_path / "terraform.rc"
-    cli_config.write_text(
-        "provider_installation {\n"
-        f'  filesystem_mirror {{\n    path = "{mirror}"\n'
-        '    include = ["registry.terraform.io/*/*"]\n  }\n'
-        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
-    )
-    environment = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_IN_AUTOMATION": "1"}
-    stack_dir = tmp_path / "out" / "stacks" / "layer"
-    for command in (
-        ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
-        ["terraform", "validate", "-no-color"],
-    ):
-        done = subprocess.run(
-            command, cwd=stack_dir, env=environment, capture_output=True, text=True, check=False
+    def build(stack: TerraformStack) -> None:
+        build_audit(stack)
+        ConfigAggregator(
+            stack,
+            "aggregator",
+            config=ConfigAggregatorConfig(environment="security", account_id=SECURITY_ACCOUNT),
         )
-        assert done.returncode == 0, done.stdout + done.stderr
+
+    done = terraform_validate(tmp_path, build, region=REGION)
+    assert done.returncode == 0, done.stdout + done.stderr
     assert "The configuration is valid" in done.stdout

@@ -29,8 +29,11 @@ from modules.detection import (
 )
 from modules.keys import KeyPurpose
 from runtime.quarantine import handler
-from tests.synth import only, resources, statement_by_sid, synth_stack
-from tests.test_inference import ACCOUNT, REGION, VPC_CIDR, key, network, terraform_validate
+from tests.eventbridge import event_matches
+from tests.synth import only, ref, resources, role_policy_named, statement_by_sid, synth_stack
+from tests.terraform_check import terraform_validate
+from tests.test_inference import ACCOUNT, REGION, VPC_CIDR, key, network
+from tests.test_monitoring import build_monitoring
 from tests.test_quarantine import guardduty_event, security_hub_event
 
 RETENTION = 2192
@@ -75,11 +78,6 @@ def synth() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def member() -> dict[str, Any]:
     return synth_stack(lambda stack: build_detection(stack, is_security_account=False))
-
-
-def ref(synthesized: dict[str, Any], type_: str, attribute: str, *, named: str = "") -> str:
-    (name,) = [n for n in resources(synthesized, type_) if named in n]
-    return f"${{{type_}.{name}.{attribute}}}"
 
 
 def alerts_key_arn(synthesized: dict[str, Any]) -> str:
@@ -258,60 +256,20 @@ def test_standards_checker_catches_the_retired_cis_arn_format(synth: dict[str, A
 # --- the rules ------------------------------------------------------------------------------------
 
 
-def matches(pattern: Any, value: Any) -> bool:
-    """EventBridge matching for what our patterns use: nested objects, lists of exact values,
-    {"prefix": ...}, {"anything-but": ...} and {"numeric": [op, n, ...]}; an event array
-    matches when any element does (EventBridge's flattening)."""
-    if isinstance(value, list) and not isinstance(pattern, list):
-        return any(matches(pattern, element) for element in value)
-    if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(
-            name in value and matches(sub, value[name]) for name, sub in pattern.items()
-        )
-    assert isinstance(pattern, list), pattern
-    if isinstance(value, list):
-        return any(matches(pattern, element) for element in value)
-    return any(option_matches(option, value) for option in pattern)
-
-
-NUMERIC = {
-    ">=": lambda a, b: a >= b,
-    ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b,
-    "<": lambda a, b: a < b,
-    "=": lambda a, b: a == b,
-}
-
-
-def option_matches(option: Any, value: Any) -> bool:
-    if not isinstance(option, dict):
-        return bool(option == value)
-    ((operator, operand),) = option.items()
-    if operator == "prefix":
-        return isinstance(value, str) and value.startswith(operand)
-    if operator == "anything-but":
-        excluded = operand if isinstance(operand, list) else [operand]
-        return value not in excluded
-    if operator == "numeric":
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            return False
-        pairs = list(zip(operand[::2], operand[1::2], strict=True))
-        return all(NUMERIC[op](value, bound) for op, bound in pairs)
-    raise AssertionError(f"the matcher does not know {operator}")
-
-
 def test_matcher_semantics() -> None:
     """The matcher can fail: each operator rejects what EventBridge rejects."""
-    assert matches({"a": [{"numeric": [">=", 7]}]}, {"a": 7.0})
-    assert not matches({"a": [{"numeric": [">=", 7]}]}, {"a": 6.99})
-    assert not matches({"a": [{"numeric": [">=", 7]}]}, {"a": "8"})
-    assert matches({"a": [{"prefix": "Compl"}]}, {"a": "Completed"})
-    assert not matches({"a": [{"prefix": "Compl"}]}, {"a": "Failed"})
-    assert matches({"a": ["x", "y"]}, {"a": "y"}) and not matches({"a": ["x"]}, {"a": "z"})
-    assert not matches({"a": {"b": ["x"]}}, {"a": {}})
-    assert matches({"a": {"b": ["x"]}}, {"a": [{"b": "z"}, {"b": "x"}]})
-    assert not matches({"a": [{"anything-but": "G"}]}, {"a": "G"})
-    assert matches({"a": [{"anything-but": "G"}]}, {"a": "H"})
+    assert event_matches({"a": [{"numeric": [">=", 7]}]}, {"a": 7.0})
+    assert not event_matches({"a": [{"numeric": [">=", 7]}]}, {"a": 6.99})
+    assert not event_matches({"a": [{"numeric": [">=", 7]}]}, {"a": "8"})
+    assert event_matches({"a": [{"prefix": "Compl"}]}, {"a": "Completed"})
+    assert not event_matches({"a": [{"prefix": "Compl"}]}, {"a": "Failed"})
+    assert event_matches({"a": ["x", "y"]}, {"a": "y"}) and not event_matches(
+        {"a": ["x"]}, {"a": "z"}
+    )
+    assert not event_matches({"a": {"b": ["x"]}}, {"a": {}})
+    assert event_matches({"a": {"b": ["x"]}}, {"a": [{"b": "z"}, {"b": "x"}]})
+    assert not event_matches({"a": [{"anything-but": "G"}]}, {"a": "G"})
+    assert event_matches({"a": [{"anything-but": "G"}]}, {"a": "H"})
 
 
 def parsed(event: dict[str, Any]) -> list[handler.Finding]:
@@ -332,7 +290,7 @@ def test_guardduty_rule_matches_findings_at_or_above_the_threshold(
     synth: dict[str, Any], severity: float
 ) -> None:
     event = guardduty_event(INSTANCE, severity=severity)
-    assert matches(rule_pattern(synth, "guardduty"), event)
+    assert event_matches(rule_pattern(synth, "guardduty"), event)
     # What the rule lets through, the function acts on.
     assert [f.ignore_reason for f in parsed(event)] == [None]
 
@@ -341,21 +299,21 @@ def test_guardduty_rule_matches_findings_at_or_above_the_threshold(
 def test_guardduty_rule_does_not_match_below_the_threshold(
     synth: dict[str, Any], severity: float
 ) -> None:
-    assert not matches(
+    assert not event_matches(
         rule_pattern(synth, "guardduty"), guardduty_event(INSTANCE, severity=severity)
     )
 
 
 def test_guardduty_rule_follows_the_configured_threshold() -> None:
     pattern = guardduty_finding_pattern(8.0)
-    assert not matches(pattern, guardduty_event(INSTANCE, severity=7.5))
-    assert matches(pattern, guardduty_event(INSTANCE, severity=8.0))
+    assert not event_matches(pattern, guardduty_event(INSTANCE, severity=7.5))
+    assert event_matches(pattern, guardduty_event(INSTANCE, severity=8.0))
 
 
 def test_guardduty_rule_ignores_other_sources(synth: dict[str, Any]) -> None:
     pattern = rule_pattern(synth, "guardduty")
-    assert not matches(pattern, {**guardduty_event(INSTANCE), "source": "custom.guardduty"})
-    assert not matches(pattern, security_hub_event(INSTANCE))
+    assert not event_matches(pattern, {**guardduty_event(INSTANCE), "source": "custom.guardduty"})
+    assert not event_matches(pattern, security_hub_event(INSTANCE))
 
 
 @pytest.mark.parametrize("label", ["CRITICAL", "HIGH"])
@@ -363,7 +321,7 @@ def test_security_hub_rule_matches_new_critical_and_high_findings(
     synth: dict[str, Any], label: str
 ) -> None:
     event = security_hub_event(INSTANCE, label=label)
-    assert matches(rule_pattern(synth, "security-hub"), event)
+    assert event_matches(rule_pattern(synth, "security-hub"), event)
     assert [f.ignore_reason for f in parsed(event)] == [None]
 
 
@@ -383,7 +341,9 @@ def test_security_hub_rule_matches_new_critical_and_high_findings(
 def test_security_hub_rule_does_not_match_other_findings(
     synth: dict[str, Any], variant: dict[str, str]
 ) -> None:
-    assert not matches(rule_pattern(synth, "security-hub"), security_hub_event(INSTANCE, **variant))
+    assert not event_matches(
+        rule_pattern(synth, "security-hub"), security_hub_event(INSTANCE, **variant)
+    )
 
 
 def test_rule_severities_and_function_severities_agree() -> None:
@@ -714,12 +674,7 @@ def test_function_reaches_only_https_in_the_vpc(synth: dict[str, Any]) -> None:
 
 
 def task_policy(synthesized: dict[str, Any]) -> dict[str, Any]:
-    (policy,) = [
-        p["policy"]
-        for p in resources(synthesized, "aws_iam_role_policy").values()
-        if p["name"] == "task"
-    ]
-    return dict(json.loads(policy))
+    return dict(json.loads(role_policy_named(synthesized, "task")))
 
 
 def actions_of(statement: dict[str, Any]) -> list[str]:
@@ -871,10 +826,15 @@ def test_package_hash_is_the_hash_of_the_quarantine_source(synth: dict[str, Any]
 
 
 def test_shared_packaging_is_byte_identical_to_the_monitoring_layers() -> None:
-    """functions.deterministic_zip can replace monitoring's without changing any package."""
+    """The monitoring layer's rollback package is functions.deterministic_zip's, byte for byte:
+    the synthesized code hash is that package's hash (one packager serves both layers)."""
     rollback = Path(monitoring.ROLLBACK_SOURCE)
-    assert functions.deterministic_zip(rollback) == monitoring.deterministic_zip(rollback)
-    assert functions.deterministic_zip(QUARANTINE_SOURCE) != functions.deterministic_zip(rollback)
+    package = functions.deterministic_zip(rollback)
+    function = only(synth_stack(build_monitoring), "aws_lambda_function")
+    assert (
+        function["source_code_hash"] == base64.b64encode(hashlib.sha256(package).digest()).decode()
+    )
+    assert functions.deterministic_zip(QUARANTINE_SOURCE) != package
 
 
 # --- configuration --------------------------------------------------------------------------------
@@ -908,4 +868,4 @@ def test_good_configuration_variants_are_accepted() -> None:
 
 @pytest.mark.terraform
 def test_terraform_validates_the_detection_layer(tmp_path: Path) -> None:
-    terraform_validate(build_detection, tmp_path)
+    terraform_validate(tmp_path, build_detection, region=REGION)

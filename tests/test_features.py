@@ -21,20 +21,20 @@ from modules.features import (
     Features,
     FeaturesConfig,
 )
+from tests.base_layers import BUCKET_PREFIX, add_keys_and_storage
 from tests.synth import only, resources, statements, synth_stack
+from tests.terraform_check import terraform_validate
 from tests.test_fhir import (
     ACCOUNT,
     REGION,
-    add_keys_and_storage,
     allows,
     granted_actions,
     granted_resources,
     key_arn,
     role_policy,
-    terraform_validate,
 )
 
-PREFIX = "acme-unit"
+PREFIX = BUCKET_PREFIX
 OFFLINE = f"arn:aws:s3:::{PREFIX}-feature-offline"
 RAW = f"arn:aws:s3:::{PREFIX}-raw"
 FEATURE_KEY = key_arn("feature-store")
@@ -105,7 +105,7 @@ def features_config(**overrides: Any) -> FeaturesConfig:
 
 
 def add_features(stack: Any) -> Features:
-    keys, storage = add_keys_and_storage(stack, production=False)
+    keys, storage = add_keys_and_storage(stack, region=REGION)
     layer = Features(
         stack,
         "features",
@@ -421,7 +421,7 @@ def test_role_policy_names_only_the_prefix_the_key_and_its_glue_tables(
 
 def test_the_offline_bucket_must_be_encrypted_with_the_feature_store_key() -> None:
     def build(stack: Any) -> None:
-        keys, storage = add_keys_and_storage(stack, production=False)
+        keys, storage = add_keys_and_storage(stack, region=REGION)
         Features(
             stack,
             "features",
@@ -529,6 +529,6 @@ def test_bad_layer_configs_are_rejected(overrides: dict[str, Any], message: str)
 
 @pytest.mark.terraform
 def test_terraform_validates_the_features_layer(tmp_path: Path) -> None:
-    result = terraform_validate(tmp_path, add_features)
+    result = terraform_validate(tmp_path, add_features, region=REGION)
     assert result.returncode == 0, result.stderr
     assert "The configuration is valid" in result.stdout

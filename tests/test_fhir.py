@@ -6,27 +6,24 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cdktf import App, TerraformOutput, TerraformStack
+from cdktf import TerraformOutput
 from pydantic import ValidationError
 
-from modules import aws
 from modules.fhir import Fhir, FhirConfig, SmartOnFhir
-from modules.keys import Keys, KeysConfig
-from modules.storage import Storage, StorageConfig
+from tests.base_layers import BUCKET_PREFIX, add_keys_and_storage
+from tests.iam import arn_matches, as_list, iam_allows
 from tests.synth import only, resources, statements, synth_stack
+from tests.terraform_check import terraform_validate
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-PREFIX = "acme-unit"
+PREFIX = BUCKET_PREFIX
 RAW = f"arn:aws:s3:::{PREFIX}-raw"
 CURATED = f"arn:aws:s3:::{PREFIX}-curated"
 IDP_LAMBDA = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:smart-token-decoder"
@@ -42,58 +39,17 @@ PHI_KEY = key_arn("phi-data")
 LOGS_KEY = key_arn("logs")
 
 
-# --- a small IAM evaluator: identity-policy Allow statements with IAM wildcard semantics -----
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def arn_matches(pattern: str, value: str) -> bool:
-    """IAM resource matching: `*` is any run of characters (slashes included), `?` exactly one
-    character, everything else literal (no character classes, unlike fnmatch)."""
-    regex = "".join(
-        ".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern
-    )
-    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
-
-
-def action_matches(pattern: str, action: str) -> bool:
-    return arn_matches(pattern.lower(), action.lower())
-
-
-def condition_holds(operator: str, key: str, expected: Any, context: dict[str, str]) -> bool:
-    """Single-valued condition keys; an absent key never satisfies a positive operator."""
-    if key not in context:
-        return False
-    value = context[key]
-    if operator in ("StringEquals", "ArnEquals"):
-        return value in as_list(expected)
-    if operator in ("StringLike", "ArnLike"):
-        return any(arn_matches(pattern, value) for pattern in as_list(expected))
-    raise AssertionError(f"the evaluator does not know {operator}")
+# --- what the import role's policy allows ------------------------------------------------------
 
 
 def allows(
     policy_json: str, action: str, resource: str, context: dict[str, str] | None = None
 ) -> bool:
-    """Whether any Allow statement grants `action` on `resource` in `context`. The layer's
-    role policies have no Deny, which this asserts rather than assumes."""
-    context = context or {}
+    """Whether the policy grants `action` on `resource` in `context`. The layer's role
+    policies have no Deny, which this asserts rather than assumes."""
     for candidate in statements(policy_json):
         assert candidate["Effect"] == "Allow", candidate
-        if not any(action_matches(p, action) for p in as_list(candidate["Action"])):
-            continue
-        if not any(arn_matches(p, resource) for p in as_list(candidate["Resource"])):
-            continue
-        conditions = candidate.get("Condition", {})
-        if all(
-            condition_holds(operator, key, expected, context)
-            for operator, pairs in conditions.items()
-            for key, expected in pairs.items()
-        ):
-            return True
-    return False
+    return iam_allows(policy_json, action, resource, context)
 
 
 def literal_references(synthesized: dict[str, Any]) -> dict[str, str]:
@@ -179,35 +135,8 @@ def fhir_config(**overrides: Any) -> FhirConfig:
     return FhirConfig(**values)
 
 
-def add_keys_and_storage(stack: Any, production: bool) -> tuple[Keys, Storage]:
-    keys = Keys(
-        stack,
-        "keys",
-        config=KeysConfig(
-            environment="unit",
-            account_id=ACCOUNT,
-            region=REGION,
-            administrators=(f"arn:aws:iam::{ACCOUNT}:role/key-admin",),
-            users=(f"arn:aws:iam::{ACCOUNT}:role/data-engineer",),
-        ),
-    )
-    storage = Storage(
-        stack,
-        "storage",
-        config=StorageConfig(
-            bucket_prefix=PREFIX,
-            account_id=ACCOUNT,
-            noncurrent_version_days=90,
-            audit_retention_days=2192,
-            production=production,
-        ),
-        keys=keys,
-    )
-    return keys, storage
-
-
 def add_fhir(stack: Any, config: FhirConfig) -> Fhir:
-    keys, storage = add_keys_and_storage(stack, config.production)
+    keys, storage = add_keys_and_storage(stack, region=REGION, production=config.production)
     fhir = Fhir(stack, "fhir", config=config, phi_key=keys.phi_data, raw_bucket=storage.raw)
     TerraformOutput(stack, "datastore-arn", value=fhir.datastore_arn)
     TerraformOutput(stack, "datastore-endpoint", value=fhir.datastore_endpoint)
@@ -513,7 +442,7 @@ def test_import_role_policy_names_nothing_but_its_prefixes_and_the_phi_key(
 
 def test_the_raw_bucket_must_be_encrypted_with_the_phi_key() -> None:
     def build(stack: Any) -> None:
-        keys, storage = add_keys_and_storage(stack, production=False)
+        keys, storage = add_keys_and_storage(stack, region=REGION)
         Fhir(
             stack,
             "fhir",
@@ -598,50 +527,9 @@ def test_the_idp_lambda_must_be_in_the_datastore_region() -> None:
 # --- terraform --------------------------------------------------------------------------------
 
 
-def terraform_validate(tmp_path: Path, build: Any) -> subprocess.CompletedProcess[str]:
-    """Synthesize `build` into a real stack directory and run terraform init + validate
-    against the provider mirror named by PHI_PROVIDER_MIRROR."""
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not on PATH")
-    mirror = os.environ.get("PHI_PROVIDER_MIRROR")
-    if not mirror:
-        pytest.skip("PHI_PROVIDER_MIRROR is not set (a filesystem mirror of hashicorp/aws)")
-    app = App(outdir=str(tmp_path / "out"))
-    stack = TerraformStack(app, "scratch")
-    aws.AwsProvider(stack, "aws", region=REGION)
-    build(stack)
-    app.synth()
-    cli_config = tmp_path / "terraform.rc"
-    cli_config.write_text(
-        "provider_installation {\n"
-        f'  filesystem_mirror {{\n    path    = "{mirror}"\n'
-        '    include = ["registry.terraform.io/*/*"]\n  }\n'
-        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
-    )
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_IN_AUTOMATION": "1"}
-    directory = tmp_path / "out" / "stacks" / "scratch"
-    init = subprocess.run(
-        ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert init.returncode == 0, init.stderr
-    return subprocess.run(
-        ["terraform", "validate", "-no-color"],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 @pytest.mark.terraform
 def test_terraform_validates_the_fhir_layer(tmp_path: Path) -> None:
     config = fhir_config(production=True, smart_on_fhir=smart())
-    result = terraform_validate(tmp_path, lambda stack: add_fhir(stack, config))
+    result = terraform_validate(tmp_path, lambda stack: add_fhir(stack, config), region=REGION)
     assert result.returncode == 0, result.stderr
     assert "The configuration is valid" in result.stdout

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cdktf import App, TerraformStack
 from pydantic import ValidationError
 
-from modules import aws
 from modules.governance import (
     EU_RESIDENCY_REGIONS,
     MAX_SCPS_PER_TARGET,
@@ -31,6 +26,7 @@ from modules.governance import (
 )
 from modules.scp import MAX_SCP_CHARACTERS, compact, region_allow_list
 from tests.synth import only, resources, synth_stack
+from tests.terraform_check import terraform_validate
 
 HOME = "us-east-1"
 GOVERNED = ("us-east-1", "us-west-2", "eu-central-1", "eu-west-1")
@@ -517,31 +513,10 @@ def test_without_a_kms_key_the_manifest_omits_it() -> None:
 
 @pytest.mark.terraform
 def test_terraform_validates_the_governance_layer(tmp_path: Path) -> None:
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not on PATH")
-    mirror = os.environ.get("PHI_PROVIDER_MIRROR")
-    if not mirror:
-        pytest.skip("PHI_PROVIDER_MIRROR is not set (a filesystem mirror of hashicorp/aws)")
-    app = App(outdir=str(tmp_path / "out"))
-    stack = TerraformStack(app, "scratch")
-    aws.AwsProvider(stack, "aws", region=HOME)
-    Governance(stack, "governance", config=governance_config())
-    app.synth()
-    cli_config = tmp_path / "terraform.rc"
-    cli_config.write_text(
-        "provider_installation {\n"
-        f'  filesystem_mirror {{\n    path    = "{mirror}"\n'
-        '    include = ["registry.terraform.io/*/*"]\n  }\n'
-        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
+    result = terraform_validate(
+        tmp_path,
+        lambda stack: Governance(stack, "governance", config=governance_config()),
+        region=HOME,
     )
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_IN_AUTOMATION": "1"}
-    directory = tmp_path / "out" / "stacks" / "scratch"
-    for command in (
-        ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
-        ["terraform", "validate", "-no-color"],
-    ):
-        result = subprocess.run(
-            command, cwd=directory, env=env, capture_output=True, text=True, check=False
-        )
-        assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr
     assert "The configuration is valid" in result.stdout

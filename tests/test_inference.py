@@ -5,27 +5,25 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cdktf import App, TerraformStack
+from cdktf import TerraformStack
 from pydantic import ValidationError
 
 from modules import aws
+from modules.iam_statements import ecr_repository_arn
 from modules.inference import (
     Inference,
     InferenceConfig,
-    ecr_repository_arn,
     graviton_enclave_instance_type,
 )
 from modules.keys import CustomerManagedKey, CustomerManagedKeyConfig, KeyPurpose
 from modules.storage import HardenedBucket, HardenedBucketConfig
-from tests.synth import only, resources, statement_by_sid, synth_stack
+from tests.synth import only, ref, resources, role_policy_named, statement_by_sid, synth_stack
+from tests.terraform_check import terraform_validate
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -107,11 +105,6 @@ def build_inference(stack: TerraformStack, **overrides: Any) -> Inference:
 @pytest.fixture(scope="module")
 def synth() -> dict[str, Any]:
     return synth_stack(build_inference)
-
-
-def ref(synthesized: dict[str, Any], type_: str, attribute: str, *, named: str = "") -> str:
-    (name,) = [n for n in resources(synthesized, type_) if named in n]
-    return f"${{{type_}.{name}.{attribute}}}"
 
 
 def ml_key_arn(synthesized: dict[str, Any]) -> str:
@@ -291,12 +284,7 @@ def test_model_security_group_allows_only_https_out_to_the_vpc_and_s3(
 
 
 def execution_policy(synth: dict[str, Any]) -> str:
-    (policy,) = [
-        p["policy"]
-        for p in resources(synth, "aws_iam_role_policy").values()
-        if p["name"] == "serve-this-model-only"
-    ]
-    return str(policy)
+    return role_policy_named(synth, "serve-this-model-only")
 
 
 def test_execution_role_reads_only_the_model_archive(synth: dict[str, Any]) -> None:
@@ -566,38 +554,6 @@ def test_model_archive_must_be_in_the_given_bucket() -> None:
 # --- terraform validate ----------------------------------------------------------------------
 
 
-def terraform_validate(build: Callable[[TerraformStack], object], tmp_path: Path) -> None:
-    """Synthesize `build` into a real stack directory and run terraform init + validate against
-    the provider mirror named by PHI_PROVIDER_MIRROR (skips when terraform or it is absent)."""
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not on PATH")
-    mirror = os.environ.get("PHI_PROVIDER_MIRROR")
-    if not mirror:
-        pytest.skip("PHI_PROVIDER_MIRROR is not set (no offline provider mirror to init from)")
-    app = App(outdir=str(tmp_path / "out"))
-    stack = TerraformStack(app, "layer")
-    aws.AwsProvider(stack, "aws", region=REGION)
-    build(stack)
-    app.synth()
-    cli_config = tmp_path / "terraform.rc"
-    cli_config.write_text(
-        "provider_installation {\n"
-        f'  filesystem_mirror {{\n    path = "{mirror}"\n'
-        '    include = ["registry.terraform.io/*/*"]\n  }\n'
-        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
-    )
-    environment = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_IN_AUTOMATION": "1"}
-    stack_dir = tmp_path / "out" / "stacks" / "layer"
-    for command in (
-        ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
-        ["terraform", "validate", "-no-color"],
-    ):
-        done = subprocess.run(
-            command, cwd=stack_dir, env=environment, capture_output=True, text=True, check=False
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-
-
 @pytest.mark.terraform
 def test_terraform_validates_the_inference_layer(tmp_path: Path) -> None:
-    terraform_validate(build_inference, tmp_path)
+    terraform_validate(tmp_path, build_inference, region=REGION)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from modules.keys import (
     key_policy,
 )
 from modules.policy import policy_document, statement
+from tests.iam import action_matches, as_list
 from tests.synth import resources, statement_by_sid, statements, synth_stack
 
 ACCOUNT = "123456789012"
@@ -51,23 +51,16 @@ CRYPTOGRAPHIC_ACTIONS = (
 ROOT_PRINCIPAL = re.compile(r"^(arn:aws:iam::[0-9]{12}:root|[0-9]{12})$")
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def grants(policy_statement: dict[str, Any], action: str) -> bool:
     """Whether the statement's Action patterns match `action` (IAM wildcards, case-insensitive)."""
-    return any(
-        fnmatchcase(action.lower(), pattern.lower())
-        for pattern in _as_list(policy_statement["Action"])
-    )
+    return any(action_matches(pattern, action) for pattern in as_list(policy_statement["Action"]))
 
 
 def aws_principals(policy_statement: dict[str, Any]) -> list[str]:
     principal = policy_statement.get("Principal", {})
     if principal == "*":
         return ["*"]
-    return [str(p) for p in _as_list(principal.get("AWS", []))]
+    return [str(p) for p in as_list(principal.get("AWS", []))]
 
 
 def service_principals(policy_json: str) -> set[str]:
@@ -75,14 +68,14 @@ def service_principals(policy_json: str) -> set[str]:
     for candidate in statements(policy_json):
         principal = candidate.get("Principal", {})
         if isinstance(principal, dict):
-            found.update(_as_list(principal.get("Service", [])))
+            found.update(as_list(principal.get("Service", [])))
     return found
 
 
 def pinned_to_exact_roles(policy_statement: dict[str, Any]) -> bool:
     """A root principal narrowed by aws:PrincipalArn to exact role ARNs admits only those."""
     arns = policy_statement.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn")
-    return bool(arns) and all("*" not in arn and "?" not in arn for arn in _as_list(arns))
+    return bool(arns) and all("*" not in arn and "?" not in arn for arn in as_list(arns))
 
 
 def root_or_anyone_principals(policy_json: str) -> list[str]:

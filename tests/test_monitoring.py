@@ -19,19 +19,21 @@ from cdktf import App, TerraformStack
 from pydantic import ValidationError
 
 from modules import aws
+from modules.functions import deterministic_zip
 from modules.keys import KeyPurpose
 from modules.monitoring import (
     ROLLBACK_SOURCE,
     Monitoring,
     MonitoringConfig,
-    deterministic_zip,
     schedule_interval_hours,
     violation_event_pattern,
 )
 from modules.storage import HardenedBucket, HardenedBucketConfig
 from runtime.rollback import handler
-from tests.synth import only, resources, statement_by_sid, synth_stack
-from tests.test_inference import ACCOUNT, BUCKET, REGION, VPC_CIDR, key, network, terraform_validate
+from tests.eventbridge import event_matches
+from tests.synth import only, ref, resources, role_policy_named, statement_by_sid, synth_stack
+from tests.terraform_check import terraform_validate
+from tests.test_inference import ACCOUNT, BUCKET, REGION, VPC_CIDR, key, network
 
 ENDPOINT = "phi-ml-unit-sepsis-risk"
 SCHEDULE = f"{ENDPOINT}-data-quality"
@@ -87,11 +89,6 @@ def build_monitoring(stack: TerraformStack, retention: int = RETENTION) -> Monit
 @pytest.fixture(scope="module")
 def synth() -> dict[str, Any]:
     return synth_stack(build_monitoring)
-
-
-def ref(synthesized: dict[str, Any], type_: str, attribute: str, *, named: str = "") -> str:
-    (name,) = [n for n in resources(synthesized, type_) if named in n]
-    return f"${{{type_}.{name}.{attribute}}}"
 
 
 def subnets(synthesized: dict[str, Any]) -> list[str]:
@@ -193,12 +190,7 @@ def test_schedule_runs_the_job_on_the_configured_expression(synth: dict[str, Any
 
 
 def monitor_policy(synth: dict[str, Any]) -> str:
-    (policy,) = [
-        p["policy"]
-        for p in resources(synth, "aws_iam_role_policy").values()
-        if p["name"] == "monitor-this-endpoint-only"
-    ]
-    return str(policy)
+    return role_policy_named(synth, "monitor-this-endpoint-only")
 
 
 def test_monitor_role_reads_only_baseline_and_this_endpoints_captures(
@@ -270,25 +262,6 @@ def test_a_run_must_end_before_the_next_starts() -> None:
 # --- violations: the rule --------------------------------------------------------------------
 
 
-def matches(pattern: Any, value: Any) -> bool:
-    """EventBridge matching for the subset our patterns use: nested objects, lists of exact
-    values, and {"prefix": ...}."""
-    if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(
-            key in value and matches(sub, value[key]) for key, sub in pattern.items()
-        )
-    assert isinstance(pattern, list), pattern
-    for option in pattern:
-        if isinstance(option, dict):
-            (operator, operand), *_ = option.items()
-            assert operator == "prefix", f"matcher does not know {operator}"
-            if isinstance(value, str) and value.startswith(operand):
-                return True
-        elif option == value:
-            return True
-    return False
-
-
 def monitoring_event(**detail: Any) -> dict[str, Any]:
     job_arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/model-monitoring-1"
     base = {
@@ -317,7 +290,7 @@ def rule_pattern(synth: dict[str, Any]) -> Any:
 
 def test_rule_matches_a_violation_of_this_schedule(synth: dict[str, Any]) -> None:
     event = monitoring_event()
-    assert matches(rule_pattern(synth), event)
+    assert event_matches(rule_pattern(synth), event)
     # What the rule lets through, the function accepts as a violation.
     assert isinstance(handler.parse_violation(event), handler.Violation)
 
@@ -337,13 +310,13 @@ def test_rule_does_not_match_anything_else(synth: dict[str, Any], detail: dict[s
     event = monitoring_event(**detail)
     if detail.get("MonitoringScheduleArn", "") is None:
         del event["detail"]["MonitoringScheduleArn"]
-    assert not matches(rule_pattern(synth), event)
+    assert not event_matches(rule_pattern(synth), event)
 
 
 def test_rule_does_not_match_other_sources(synth: dict[str, Any]) -> None:
     event = {**monitoring_event(), "detail-type": "SageMaker Training Job State Change"}
-    assert not matches(rule_pattern(synth), event)
-    assert not matches(rule_pattern(synth), {**monitoring_event(), "source": "custom.app"})
+    assert not event_matches(rule_pattern(synth), event)
+    assert not event_matches(rule_pattern(synth), {**monitoring_event(), "source": "custom.app"})
 
 
 def test_pattern_is_built_for_the_schedule_it_is_given() -> None:
@@ -443,12 +416,7 @@ def test_function_checker_catches_each_flaw(
 
 
 def rollback_policy(synth: dict[str, Any]) -> str:
-    (policy,) = [
-        p["policy"]
-        for p in resources(synth, "aws_iam_role_policy").values()
-        if p["name"] == "roll-back-this-endpoint-only"
-    ]
-    return str(policy)
+    return role_policy_named(synth, "roll-back-this-endpoint-only")
 
 
 def test_function_may_switch_only_this_endpoint(synth: dict[str, Any]) -> None:
@@ -532,4 +500,4 @@ def test_two_synths_are_byte_identical(tmp_path: Path) -> None:
 
 @pytest.mark.terraform
 def test_terraform_validates_the_monitoring_layer(tmp_path: Path) -> None:
-    terraform_validate(build_monitoring, tmp_path)
+    terraform_validate(tmp_path, build_monitoring, region=REGION)

@@ -6,32 +6,29 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cdktf import App, TerraformOutput, TerraformStack
+from cdktf import TerraformOutput
 from pydantic import ValidationError
 
-from modules import aws
-from modules.keys import Keys, KeysConfig
 from modules.network import Network, NetworkConfig
 from modules.pipelines import MODEL_APPROVAL_STATUS, PipelineConfig, Pipelines
-from modules.storage import Storage, StorageConfig
+from tests.base_layers import BUCKET_PREFIX, add_keys_and_storage
+from tests.eventbridge import event_matches
+from tests.iam import as_list, iam_allows
 from tests.synth import only, resources, statement_by_sid, statements, synth_stack
+from tests.terraform_check import terraform_validate
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 VPC_CIDR = "10.42.0.0/16"
 PIPELINE = "unit-readmission"
 GROUP = "unit-readmission"
-PREFIX = "acme-unit"
+PREFIX = BUCKET_PREFIX
 TRIGGER_PREFIX = "incoming/"
 OFFLINE_URI = f"s3://{PREFIX}-feature-offline/offline-store"
 THRESHOLD = 0.8
@@ -68,29 +65,7 @@ def pipeline_config(**overrides: Any) -> PipelineConfig:
 
 def build_platform(stack: Any, config: PipelineConfig) -> Pipelines:
     """The pipeline on real keys, buckets and network, as the ML stack will wire it."""
-    keys = Keys(
-        stack,
-        "keys",
-        config=KeysConfig(
-            environment="unit",
-            account_id=ACCOUNT,
-            region=REGION,
-            administrators=(f"arn:aws:iam::{ACCOUNT}:role/key-admin",),
-            users=(f"arn:aws:iam::{ACCOUNT}:role/data-engineer",),
-        ),
-    )
-    storage = Storage(
-        stack,
-        "storage",
-        config=StorageConfig(
-            bucket_prefix=PREFIX,
-            account_id=ACCOUNT,
-            noncurrent_version_days=90,
-            audit_retention_days=2192,
-            production=False,
-        ),
-        keys=keys,
-    )
+    keys, storage = add_keys_and_storage(stack, region=REGION)
     network = Network(
         stack,
         "network",
@@ -613,33 +588,6 @@ def test_definition_references_only_declared_parameters(definition: dict[str, An
 # --- the trigger: EventBridge rule, target, dead-letter queue -----------------------------
 
 
-def event_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
-    """EventBridge matching for the operators our rules use: exact values and prefix.
-
-    Every field of the pattern must match; a list matches if any entry matches; an event
-    array matches if any of its elements does."""
-    for field, expected in pattern.items():
-        if field not in event:
-            return False
-        actual = event[field]
-        if isinstance(expected, dict):
-            if not isinstance(actual, dict) or not event_matches(expected, actual):
-                return False
-            continue
-        candidates = actual if isinstance(actual, list) else [actual]
-        if not any(_value_matches(entry, c) for entry in expected for c in candidates):
-            return False
-    return True
-
-
-def _value_matches(entry: Any, value: Any) -> bool:
-    if isinstance(entry, dict):
-        (operator, operand), *others = entry.items()
-        assert not others and operator == "prefix", f"matcher does not know {entry}"
-        return isinstance(value, str) and value.startswith(operand)
-    return bool(entry == value)
-
-
 def object_created(bucket: str, bucket_arn: str, key: str, **overrides: Any) -> dict[str, Any]:
     event = {
         "version": "0",
@@ -854,51 +802,6 @@ def test_queue_policy_checker_detects_a_wider_allow(
 
 
 # --- roles: who may do what ---------------------------------------------------------------
-
-
-def as_list(value: Any) -> list[str]:
-    return [str(v) for v in (value if isinstance(value, list) else [value])]
-
-
-def _condition_holds(operator: str, key: str, expected: Any, context: dict[str, Any]) -> bool:
-    present = key in context
-    if operator == "Null":
-        return (not present) == (str(expected).lower() == "true")
-    if not present:
-        return False
-    actual = as_list(context[key])
-    if operator in ("StringEquals", "ArnEquals"):
-        return any(a in as_list(expected) for a in actual)
-    if operator in ("StringLike", "ArnLike"):
-        return any(fnmatchcase(a, e) for a in actual for e in as_list(expected))
-    if operator == "Bool":
-        return any(a.lower() in [e.lower() for e in as_list(expected)] for a in actual)
-    raise AssertionError(f"the evaluator does not know {operator}")
-
-
-def statement_applies(candidate: dict[str, Any], action: str, resource: str, context: Any) -> bool:
-    return (
-        any(fnmatchcase(action, a) for a in as_list(candidate["Action"]))
-        and any(fnmatchcase(resource, r) for r in as_list(candidate["Resource"]))
-        and all(
-            _condition_holds(operator, key, expected, context)
-            for operator, pairs in candidate.get("Condition", {}).items()
-            for key, expected in pairs.items()
-        )
-    )
-
-
-def iam_allows(
-    policy_json: str, action: str, resource: str, context: dict[str, Any] | None = None
-) -> bool:
-    """Identity-policy evaluation: some Allow applies and no Deny does."""
-    context = context or {}
-    applicable = [
-        s for s in statements(policy_json) if statement_applies(s, action, resource, context)
-    ]
-    return any(s["Effect"] == "Allow" for s in applicable) and not any(
-        s["Effect"] == "Deny" for s in applicable
-    )
 
 
 def role_policy(synthesized: dict[str, Any], role_name: str) -> str:
@@ -1373,29 +1276,7 @@ def test_offline_store_must_be_in_the_offline_bucket() -> None:
 
 def build_platform_with_literal_offline_arn(stack: Any, config: PipelineConfig) -> None:
     """The cross-stack case: the offline bucket given as a literal ARN."""
-    keys = Keys(
-        stack,
-        "keys",
-        config=KeysConfig(
-            environment="unit",
-            account_id=ACCOUNT,
-            region=REGION,
-            administrators=(f"arn:aws:iam::{ACCOUNT}:role/key-admin",),
-            users=(f"arn:aws:iam::{ACCOUNT}:role/data-engineer",),
-        ),
-    )
-    storage = Storage(
-        stack,
-        "storage",
-        config=StorageConfig(
-            bucket_prefix=PREFIX,
-            account_id=ACCOUNT,
-            noncurrent_version_days=90,
-            audit_retention_days=2192,
-            production=False,
-        ),
-        keys=keys,
-    )
+    keys, storage = add_keys_and_storage(stack, region=REGION)
     Pipelines(
         stack,
         "pipelines",
@@ -1414,52 +1295,10 @@ def build_platform_with_literal_offline_arn(stack: Any, config: PipelineConfig) 
 # --- real terraform -----------------------------------------------------------------------
 
 
-def terraform_cli_config(tmp_path: Path) -> Path:
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not on PATH")
-    mirror = os.environ.get("PHI_PROVIDER_MIRROR")
-    if not mirror:
-        pytest.skip("PHI_PROVIDER_MIRROR is not set (a directory holding registry.terraform.io/)")
-    config = tmp_path / "terraform.rc"
-    config.write_text(
-        "provider_installation {\n"
-        f'  filesystem_mirror {{\n    path = "{mirror}"\n'
-        '    include = ["registry.terraform.io/*/*"]\n  }\n'
-        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
-    )
-    return config
-
-
-def terraform_validate(tmp_path: Path, build: Any) -> subprocess.CompletedProcess[str]:
-    """Synthesize `build` into a real stack directory and run terraform init + validate."""
-    cli_config = terraform_cli_config(tmp_path)
-    app = App(outdir=str(tmp_path / "out"))
-    stack = TerraformStack(app, "validate")
-    aws.AwsProvider(stack, "aws", region=REGION)
-    build(stack)
-    app.synth()
-    directory = tmp_path / "out" / "stacks" / "validate"
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_IN_AUTOMATION": "1"}
-    subprocess.run(
-        ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
-        cwd=directory,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return subprocess.run(
-        ["terraform", "validate", "-no-color"],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 @pytest.mark.terraform
 def test_terraform_validates_the_pipelines_layer(tmp_path: Path) -> None:
-    result = terraform_validate(tmp_path, lambda stack: build_platform(stack, pipeline_config()))
+    result = terraform_validate(
+        tmp_path, lambda stack: build_platform(stack, pipeline_config()), region=REGION
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "The configuration is valid" in result.stdout

@@ -16,14 +16,13 @@ from pydantic import ValidationError
 
 from modules.keys import CustomerManagedKey, CustomerManagedKeyConfig, KeyPurpose
 from modules.registry import Registry, RegistryConfig
+from tests.eventbridge import event_matches
+from tests.iam import as_list, statement_applies
 from tests.synth import only, resources, statement_by_sid, statements, synth_stack
+from tests.terraform_check import terraform_validate
 from tests.test_pipelines import (
-    as_list,
-    event_matches,
     resolve_path,
     service_publish_violations,
-    statement_applies,
-    terraform_validate,
 )
 
 ACCOUNT = "123456789012"
@@ -435,6 +434,8 @@ def test_config_accepts_the_boundaries(field: str, value: Any) -> None:
 
 @pytest.mark.terraform
 def test_terraform_validates_the_registry_layer(tmp_path: Path) -> None:
-    result = terraform_validate(tmp_path, lambda stack: build_registry(stack, registry_config()))
+    result = terraform_validate(
+        tmp_path, lambda stack: build_registry(stack, registry_config()), region=REGION
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "The configuration is valid" in result.stdout

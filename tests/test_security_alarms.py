@@ -30,8 +30,9 @@ from modules.security_alarms import (
     SecurityAlarmsConfig,
 )
 from tests.synth import only, resources, synth_stack
+from tests.terraform_check import terraform_validate
 from tests.test_detection import build_detection
-from tests.test_inference import ACCOUNT, REGION, terraform_validate
+from tests.test_inference import ACCOUNT, REGION
 
 TRAIL_LOG_GROUP = "aws-controltower/CloudTrailLogs"
 
@@ -507,4 +508,4 @@ def test_detection_topic_admits_every_security_alarm_and_nothing_else(
 
 @pytest.mark.terraform
 def test_terraform_validates_the_security_alarms_layer(tmp_path: Path) -> None:
-    terraform_validate(build_alarms, tmp_path)
+    terraform_validate(tmp_path, build_alarms, region=REGION)

@@ -4,25 +4,24 @@ destroy protection every hardened bucket carries."""
 from __future__ import annotations
 
 import re
-from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from modules.keys import CustomerManagedKey, CustomerManagedKeyConfig, KeyPurpose, Keys, KeysConfig
+from modules.keys import CustomerManagedKey, CustomerManagedKeyConfig, KeyPurpose
 from modules.storage import (
     HardenedBucket,
     HardenedBucketConfig,
     ObjectLock,
-    Storage,
-    StorageConfig,
 )
+from tests.base_layers import BUCKET_PREFIX, add_keys_and_storage
+from tests.iam import denied_by
 from tests.synth import only, resources, statement_by_sid, statements, synth_stack
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
-PREFIX = "acme-unit"
+PREFIX = BUCKET_PREFIX
 DATA_DAYS = 90
 AUDIT_DAYS = 2192
 ADMINISTRATORS = (f"arn:aws:iam::{ACCOUNT}:role/key-admin",)
@@ -42,32 +41,9 @@ _REFERENCE = re.compile(r"^\$\{aws_s3_bucket\.([^.}]+)\.id\}$")
 
 
 def build_storage(production: bool) -> dict[str, Any]:
-    def build(stack: Any) -> None:
-        keys = Keys(
-            stack,
-            "keys",
-            config=KeysConfig(
-                environment="unit",
-                account_id=ACCOUNT,
-                region=REGION,
-                administrators=ADMINISTRATORS,
-                users=USERS,
-            ),
-        )
-        Storage(
-            stack,
-            "storage",
-            config=StorageConfig(
-                bucket_prefix=PREFIX,
-                account_id=ACCOUNT,
-                noncurrent_version_days=DATA_DAYS,
-                audit_retention_days=AUDIT_DAYS,
-                production=production,
-            ),
-            keys=keys,
-        )
-
-    return synth_stack(build)
+    return synth_stack(
+        lambda stack: add_keys_and_storage(stack, region=REGION, production=production)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -251,50 +227,6 @@ def test_non_production_buckets_can_be_destroyed(storage: dict[str, Any]) -> Non
 
 def bucket_policy(synthesized: dict[str, Any], bucket: str) -> str:
     return str(by_bucket(synthesized, "aws_s3_bucket_policy")[bucket]["policy"])
-
-
-def _values(value: Any) -> list[str]:
-    return [str(v) for v in (value if isinstance(value, list) else [value])]
-
-
-def condition_holds(operator: str, key: str, expected: Any, context: dict[str, str]) -> bool:
-    """IAM condition semantics for the operators our policies use (single-valued keys)."""
-    present = key in context
-    if operator == "Null":
-        # "true": the key must be absent; "false": the key must be present.
-        return (not present) == (str(expected).lower() == "true")
-    if operator == "StringNotEquals":
-        # A negated operator matches when the key is absent: why the Null guard exists.
-        return not present or context[key] not in _values(expected)
-    if not present:
-        return False
-    if operator == "StringEquals":
-        return context[key] in _values(expected)
-    if operator == "Bool":
-        return context[key].lower() in [v.lower() for v in _values(expected)]
-    if operator == "NumericLessThan":
-        return float(context[key]) < float(_values(expected)[0])
-    raise AssertionError(f"the evaluator does not know {operator}")
-
-
-def denied_by(policy_json: str, action: str, resource: str, context: dict[str, str]) -> list[str]:
-    """Sids of the Deny statements that match a request."""
-    matched = []
-    for candidate in statements(policy_json):
-        if candidate["Effect"] != "Deny":
-            continue
-        if not any(fnmatchcase(action, pattern) for pattern in _values(candidate["Action"])):
-            continue
-        if not any(fnmatchcase(resource, pattern) for pattern in _values(candidate["Resource"])):
-            continue
-        conditions = candidate.get("Condition", {})
-        if all(
-            condition_holds(operator, key, expected, context)
-            for operator, pairs in conditions.items()
-            for key, expected in pairs.items()
-        ):
-            matched.append(candidate["Sid"])
-    return matched
 
 
 SECURE = {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3"}
