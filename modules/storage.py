@@ -195,6 +195,9 @@ class HardenedBucket(Construct):
                 bucket=bucket_id,
                 target_bucket=access_logs.bucket.id,
                 target_prefix=f"{config.name}/",
+                # The sink's policy must admit log delivery before logging is switched on, or
+                # S3 refuses the target (and logs would be lost until it does).
+                depends_on=[access_logs.policy],
             )
         aws.S3BucketLifecycleConfiguration(
             self,

@@ -507,3 +507,14 @@ def test_only_aws_services_may_be_granted_delivery(principal: Any) -> None:
 def test_a_deny_cannot_be_smuggled_in_as_a_delivery() -> None:
     with pytest.raises(ValueError, match="only Allow statements"):
         delivery_bucket([{**CLOUDTRAIL_DELIVERY, "Effect": "Deny"}])
+
+
+def test_logging_waits_for_the_sinks_policy(storage: dict[str, Any]) -> None:
+    """S3 refuses a logging target whose policy does not yet admit log delivery."""
+    sink_policy = next(
+        logical
+        for logical, policy in resources(storage, "aws_s3_bucket_policy").items()
+        if "AllowS3ServerAccessLogDeliveryFromThisAccount" in policy["policy"]
+    )
+    for logging in resources(storage, "aws_s3_bucket_logging").values():
+        assert f"aws_s3_bucket_policy.{sink_policy}" in logging.get("depends_on", [])

@@ -1,0 +1,760 @@
+"""Run terraform over the synthesized stacks: validate them offline, or plan them against moto.
+
+    python -m tools.terraform validate [--out DIR] [--jobs N] [STACK ...]
+    python -m tools.terraform plan [--out DIR] [--jobs N] [STACK ...]
+
+validate runs `terraform init -backend=false` and `terraform validate -json` in every stack (or
+those named), several at a time. plan needs the local target (`PHI_TARGET=local python main.py
+--out cdktf.out.local`): it starts a moto server on loopback, applies `bootstrap` (the state
+bucket and key every S3 backend uses), applies every stack that another stack reads through
+remote state, and plans the rest, in dependency order, in a temporary copy of the output so the
+synthesized directory stays exactly as main.py wrote it. Naming stacks also runs the stacks they
+read. Resource types moto cannot create (tools.emulator.NOT_EMULATED_RESOURCE_TYPES) are
+planned but left out of applies, and the summary names them.
+
+PHI_PROVIDER_MIRROR=DIR installs providers from a filesystem mirror (offline); unset, they come
+from the registry. Either way they are cached in .cache/terraform/plugins. Exit status: 0 when
+every stack succeeded, 1 when one failed, 2 for a usage error, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from tools.emulator import NOT_EMULATED_RESOURCE_TYPES, running_emulator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = REPO_ROOT / ".cache" / "terraform"
+PLUGIN_CACHE_DIR = CACHE_DIR / "plugins"
+EMULATOR_LOG = CACHE_DIR / "emulator.log"
+MIRROR_VARIABLE = "PHI_PROVIDER_MIRROR"
+DEFAULT_OUTDIR = Path("cdktf.out")
+# Also named in environments.composition, which cannot be imported without starting jsii.
+BOOTSTRAP_STACK = "bootstrap"
+PLAN_FILE = "emulator.tfplan"
+EMULATED_PLAN_FILE = "emulated-only.tfplan"
+EMULATOR_REGION = "us-east-1"
+EMULATOR_CREDENTIAL = "testing"
+# Variables that would send the emulator run's requests elsewhere or sign them with real
+# credentials. Service-specific AWS_ENDPOINT_URL_<SERVICE> variables are dropped too.
+REAL_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CA_BUNDLE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+)
+DIAGNOSTICS_SHOWN = 3
+ERROR_LINES_SHOWN = 40
+
+
+class UsageError(Exception):
+    """The command cannot run as asked; the message says what to do instead."""
+
+
+class Outcome(StrEnum):
+    VALID = "valid"
+    INVALID = "INVALID"
+    INIT_FAILED = "init failed"
+    APPLIED = "applied"
+    PLANNED = "planned"
+    FAILED = "FAILED"
+    SKIPPED = "skipped"
+
+    @property
+    def succeeded(self) -> bool:
+        return self in {Outcome.VALID, Outcome.APPLIED, Outcome.PLANNED}
+
+
+@dataclass(frozen=True)
+class Changes:
+    add: int
+    change: int
+    destroy: int
+
+
+@dataclass(frozen=True)
+class StackResult:
+    stack: str
+    outcome: Outcome
+    seconds: float = 0.0
+    resources: int | None = None
+    changes: Changes | None = None
+    problem: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    directory: Path
+    dependencies: tuple[str, ...]
+
+    def configuration(self) -> dict[str, Any]:
+        return dict(json.loads((self.directory / "cdk.tf.json").read_text()))
+
+    def resource_count(self) -> int:
+        resources = self.configuration().get("resource", {})
+        return sum(len(of_type) for of_type in resources.values())
+
+    def resources(self) -> dict[str, str]:
+        """Every resource's address with its configuration as JSON text."""
+        return {
+            f"{kind}.{name}": json.dumps(body)
+            for kind, named in self.configuration().get("resource", {}).items()
+            for name, body in named.items()
+        }
+
+    def targets_emulator(self) -> bool:
+        # The local target's only mark in the output (see environments.composition.Target).
+        providers = self.configuration().get("provider", {}).get("aws", [])
+        return bool(providers) and all(p.get("s3_use_path_style") is True for p in providers)
+
+
+# --- the synthesized output ---------------------------------------------------------------
+
+
+def load_stacks(outdir: Path) -> dict[str, Stack]:
+    """The stacks of a synthesized directory, by name, from its manifest."""
+    manifest_path = outdir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    entries: Mapping[str, Any] = manifest.get("stacks", {})
+    if not entries:
+        raise UsageError(f"no synthesized stacks in {outdir} (run `make synth` first)")
+    return {
+        name: Stack(
+            name=name,
+            directory=outdir / entry["workingDirectory"],
+            dependencies=tuple(entry.get("dependencies", ())),
+        )
+        for name, entry in sorted(entries.items())
+    }
+
+
+def select_stacks(stacks: Mapping[str, Stack], names: Sequence[str]) -> list[Stack]:
+    unknown = sorted(set(names) - set(stacks))
+    if unknown:
+        raise UsageError(f"no stack named {', '.join(unknown)} (synthesized: {', '.join(stacks)})")
+    return [stacks[name] for name in (names or stacks)]
+
+
+def with_dependencies(stacks: Mapping[str, Stack], wanted: Iterable[Stack]) -> list[Stack]:
+    """The wanted stacks and every stack they read state from, bootstrap included."""
+    needed: set[str] = set()
+    pending = [stack.name for stack in wanted]
+    while pending:
+        name = pending.pop()
+        if name not in needed:
+            needed.add(name)
+            pending.extend(stacks[name].dependencies)
+    needed.add(BOOTSTRAP_STACK)
+    return [stack for name, stack in stacks.items() if name in needed]
+
+
+def emulator_dependencies(stacks: Sequence[Stack]) -> dict[str, set[str]]:
+    # Every backend lives in the bucket that bootstrap creates.
+    return {
+        stack.name: set(stack.dependencies) | ({BOOTSTRAP_STACK} - {stack.name}) for stack in stacks
+    }
+
+
+# --- running terraform --------------------------------------------------------------------
+
+
+def mirrored_providers(mirror: Path) -> list[str]:
+    """HOSTNAME/NAMESPACE/TYPE of every provider in a filesystem mirror (either layout)."""
+
+    def subdirectories(path: Path) -> list[Path]:
+        return sorted(p for p in path.iterdir() if p.is_dir())
+
+    if not mirror.is_dir():
+        raise UsageError(f"{MIRROR_VARIABLE}={mirror} is not a directory")
+    providers = [
+        f"{host.name}/{namespace.name}/{provider.name}"
+        for host in subdirectories(mirror)
+        for namespace in subdirectories(host)
+        for provider in subdirectories(namespace)
+    ]
+    if not providers:
+        raise UsageError(
+            f"{MIRROR_VARIABLE}={mirror} holds no providers "
+            "(expected HOSTNAME/NAMESPACE/TYPE directories such as "
+            "registry.terraform.io/hashicorp/aws)"
+        )
+    return providers
+
+
+def cli_config_text(mirror: Path | None, plugin_cache: Path) -> str:
+    """A terraform CLI configuration: the shared plugin cache, and the mirror if there is one.
+
+    Providers found in the mirror are installed only from it; anything else still comes from
+    the registry, so a provider missing from the mirror fails with terraform's own message.
+    """
+    lines = [f"plugin_cache_dir = {json.dumps(str(plugin_cache))}"]
+    if mirror is not None:
+        providers = ", ".join(json.dumps(p) for p in mirrored_providers(mirror))
+        lines += [
+            "provider_installation {",
+            "  filesystem_mirror {",
+            f"    path    = {json.dumps(str(mirror))}",
+            f"    include = [{providers}]",
+            "  }",
+            "  direct {",
+            f"    exclude = [{providers}]",
+            "  }",
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_cli_config(mirror: Path | None) -> Path:
+    """Write the CLI configuration under .cache/terraform and return its path.
+
+    The file is named for its content and replaced atomically, so concurrent runs with
+    different settings never read each other's half-written file.
+    """
+    PLUGIN_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    text = cli_config_text(mirror, PLUGIN_CACHE_DIR)
+    path = CACHE_DIR / f"terraformrc-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    if not path.is_file() or path.read_text() != text:
+        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+        partial.write_text(text)
+        partial.replace(path)
+    return path
+
+
+def configured_mirror(environment: Mapping[str, str]) -> Path | None:
+    value = environment.get(MIRROR_VARIABLE, "").strip()
+    return Path(value).resolve() if value else None
+
+
+def terraform_environment(base: Mapping[str, str], cli_config: Path) -> dict[str, str]:
+    """The caller's environment with our CLI configuration and terraform made non-interactive."""
+    return {
+        **base,
+        # Replaces whatever the machine points at (here a /root/.terraformrc that is missing).
+        "TF_CLI_CONFIG_FILE": str(cli_config),
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",
+    }
+
+
+def emulator_environment(base: Mapping[str, str], endpoint_url: str) -> dict[str, str]:
+    """`base` with every AWS request going to the emulator, signed with fake credentials."""
+    kept = {
+        name: value
+        for name, value in base.items()
+        if name not in REAL_AWS_VARIABLES and not name.startswith("AWS_ENDPOINT_URL_")
+    }
+    return {
+        **kept,
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": EMULATOR_CREDENTIAL,
+        "AWS_SECRET_ACCESS_KEY": EMULATOR_CREDENTIAL,
+        "AWS_REGION": EMULATOR_REGION,
+        "AWS_DEFAULT_REGION": EMULATOR_REGION,
+        # No profile file may add an endpoint, a CA bundle or credentials of its own.
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@dataclass(frozen=True)
+class Terraform:
+    executable: str
+    environment: Mapping[str, str]
+
+    # Commands that would otherwise stop to ask a question nobody is there to answer.
+    _PROMPTING = frozenset({"init", "plan", "apply"})
+
+    @classmethod
+    def from_environment(cls, base: Mapping[str, str]) -> Terraform:
+        executable = shutil.which("terraform", path=base.get("PATH"))
+        if executable is None:
+            raise UsageError("terraform is not on PATH (https://developer.hashicorp.com/terraform)")
+        cli_config = write_cli_config(configured_mirror(base))
+        return cls(executable, terraform_environment(base, cli_config))
+
+    def with_environment(self, environment: Mapping[str, str]) -> Terraform:
+        return dataclasses.replace(self, environment=environment)
+
+    def run(
+        self, directory: Path, command: str, *arguments: str
+    ) -> subprocess.CompletedProcess[str]:
+        flags = ["-no-color", *(["-input=false"] if command in self._PROMPTING else [])]
+        command_line = [self.executable, command, *flags, *arguments]
+        with subprocess.Popen(
+            command_line,
+            cwd=directory,
+            env=dict(self.environment),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            with _running_lock:
+                _running.add(process)
+            try:
+                stdout, stderr = process.communicate()
+            finally:
+                with _running_lock:
+                    _running.discard(process)
+        return subprocess.CompletedProcess(command_line, process.returncode, stdout, stderr)
+
+
+# Terraform processes in flight, so that an interrupted run can ask them to stop: a SIGTERM,
+# or a SIGINT sent to this process alone, would otherwise leave them applying to a dead emulator.
+_running: set[subprocess.Popen[str]] = set()
+_running_lock = threading.Lock()
+
+
+def interrupt_running_terraform() -> None:
+    """Send SIGINT to every terraform process in flight; terraform stops gracefully on it."""
+    with _running_lock:
+        for process in _running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+
+
+def terraform_error(completed: subprocess.CompletedProcess[str]) -> str:
+    """Terraform's error text, from its first `Error:` line (warnings before it are noise)."""
+    lines = (completed.stderr.strip() or completed.stdout.strip()).splitlines()
+    first_error = next((i for i, line in enumerate(lines) if line.startswith("Error:")), 0)
+    shown = lines[first_error : first_error + ERROR_LINES_SHOWN]
+    if len(lines) > first_error + ERROR_LINES_SHOWN:
+        shown.append(f"... ({len(lines) - first_error - ERROR_LINES_SHOWN} more lines)")
+    return "\n".join(shown) or f"exit code {completed.returncode}, no output"
+
+
+# --- scheduling, timing and display (shared by validate and plan) -------------------------
+
+
+class Progress:
+    """One line per finished stack on stderr, safe to call from worker threads."""
+
+    def __init__(self, stacks: Sequence[Stack], stream: TextIO = sys.stderr) -> None:
+        self._total = len(stacks)
+        self._counter_width = len(f"[{self._total}/{self._total}]")
+        self._name_width = max(len(stack.name) for stack in stacks)
+        self._finished = 0
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def note(self, message: str) -> None:
+        with self._lock:
+            print(message, file=self._stream, flush=True)
+
+    def started(self, stack: Stack, action: str) -> None:
+        self.note(f"{'':>{self._counter_width}} {stack.name}: {action}")
+
+    def finished(self, result: StackResult) -> None:
+        with self._lock:
+            self._finished += 1
+            counter = f"[{self._finished}/{self._total}]"
+            print(
+                f"{counter:>{self._counter_width}} {result.stack:<{self._name_width}}  "
+                f"{result.outcome:<11} {result.seconds:6.1f}s",
+                file=self._stream,
+                flush=True,
+            )
+
+
+Task = Callable[[Stack], StackResult]
+
+
+def timed(task: Task) -> Task:
+    def run_and_time(stack: Stack) -> StackResult:
+        started = time.monotonic()
+        result = task(stack)
+        return dataclasses.replace(result, seconds=time.monotonic() - started)
+
+    return run_and_time
+
+
+def run_in_dependency_order(
+    stacks: Sequence[Stack],
+    dependencies: Mapping[str, set[str]],
+    task: Task,
+    *,
+    jobs: int,
+    progress: Progress,
+) -> list[StackResult]:
+    """Run `task` on every stack, up to `jobs` at once, each after the stacks it depends on.
+
+    A stack whose dependency did not succeed is skipped, not run: its plan would only repeat
+    the upstream failure.
+    """
+    results: dict[str, StackResult] = {}
+    waiting = {stack.name: stack for stack in stacks}
+    running: dict[Future[StackResult], str] = {}
+
+    def record(result: StackResult) -> None:
+        results[result.stack] = result
+        progress.finished(result)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        try:
+            while True:
+                for ready in _release(waiting, dependencies, results, record):
+                    running[pool.submit(timed(task), ready)] = ready.name
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    del running[future]
+                    record(future.result())
+        except BaseException:
+            # Ctrl-C, SIGTERM or a bug: start nothing new and let running terraform wind down.
+            interrupt_running_terraform()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    if waiting:
+        raise UsageError(f"dependency cycle among stacks {', '.join(sorted(waiting))}")
+    return [results[stack.name] for stack in stacks]
+
+
+def _release(
+    waiting: dict[str, Stack],
+    dependencies: Mapping[str, set[str]],
+    results: Mapping[str, StackResult],
+    record: Callable[[StackResult], None],
+) -> list[Stack]:
+    """Take the stacks that can start out of `waiting`; record those that never will."""
+    ready: list[Stack] = []
+    settled = True
+    while settled:
+        settled = False
+        for name in list(waiting):
+            needs = dependencies.get(name, set())
+            failed = sorted(n for n in needs if n in results and not results[n].outcome.succeeded)
+            if failed:
+                del waiting[name]
+                record(
+                    StackResult(
+                        name, Outcome.SKIPPED, problem=f"{', '.join(failed)} did not succeed"
+                    )
+                )
+                settled = True  # a skip can skip stacks further down the chain
+            elif needs <= results.keys():
+                ready.append(waiting.pop(name))
+    return ready
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    cells = [list(headers), *([str(value) for value in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for index, row in enumerate(cells):
+        line = "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True))
+        print(line.rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def print_problems(results: Iterable[StackResult]) -> None:
+    for result in results:
+        if not result.outcome.succeeded:
+            print(f"\n{result.stack}: {result.outcome}")
+            print("\n".join(f"  {line}" for line in result.problem.splitlines()))
+
+
+def default_jobs() -> int:
+    # The CPUs this process may use, which in a container can be fewer than the machine has.
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# --- validate ------------------------------------------------------------------------------
+
+
+def format_diagnostics(diagnostics: Sequence[Mapping[str, Any]]) -> str:
+    errors_first = sorted(diagnostics, key=lambda d: d.get("severity") != "error")
+    blocks = []
+    for diagnostic in errors_first[:DIAGNOSTICS_SHOWN]:
+        where = diagnostic.get("range") or {}
+        location = f"{where.get('filename')}:{where.get('start', {}).get('line')}" if where else ""
+        address = diagnostic.get("address", "")
+        lines = [
+            f"{diagnostic.get('severity', 'error')}: {diagnostic.get('summary', '')}",
+            *(f"  {line}" for line in str(diagnostic.get("detail", "")).splitlines()),
+            *(
+                [f"  at {' '.join(filter(None, (address, location)))}"]
+                if address or location
+                else []
+            ),
+        ]
+        blocks.append("\n".join(lines))
+    if len(diagnostics) > DIAGNOSTICS_SHOWN:
+        blocks.append(f"... and {len(diagnostics) - DIAGNOSTICS_SHOWN} more diagnostics")
+    return "\n".join(blocks)
+
+
+def validate_stack(terraform: Terraform, stack: Stack) -> StackResult:
+    init = terraform.run(stack.directory, "init", "-backend=false")
+    if init.returncode != 0:
+        return StackResult(stack.name, Outcome.INIT_FAILED, problem=terraform_error(init))
+    checked = terraform.run(stack.directory, "validate", "-json")
+    try:
+        report = json.loads(checked.stdout)
+    except json.JSONDecodeError:
+        return StackResult(stack.name, Outcome.INVALID, problem=terraform_error(checked))
+    if not report.get("valid"):
+        problem = format_diagnostics(report.get("diagnostics", []))
+        return StackResult(stack.name, Outcome.INVALID, problem=problem)
+    return StackResult(stack.name, Outcome.VALID, resources=stack.resource_count())
+
+
+def validate(
+    outdir: Path, names: Sequence[str], *, jobs: int, environment: Mapping[str, str]
+) -> list[StackResult]:
+    stacks = select_stacks(load_stacks(outdir), names)
+    terraform = Terraform.from_environment(environment)
+    progress = Progress(stacks)
+    # The plugin cache is not safe for concurrent installs: one init fills it, the parallel
+    # ones after it only link to it.
+    terraform.run(stacks[0].directory, "init", "-backend=false")
+    return run_in_dependency_order(
+        stacks, {}, lambda stack: validate_stack(terraform, stack), jobs=jobs, progress=progress
+    )
+
+
+def print_validate_summary(results: Sequence[StackResult]) -> None:
+    print_table(
+        ("stack", "result", "resources", "seconds"),
+        (
+            (r.stack, r.outcome, "" if r.resources is None else r.resources, f"{r.seconds:.1f}")
+            for r in results
+        ),
+    )
+    print_problems(results)
+
+
+# --- plan against the emulator -------------------------------------------------------------
+
+
+def count_changes(plan: Mapping[str, Any]) -> Changes:
+    """Resource changes as terraform's `Plan: N to add, N to change, N to destroy` counts them."""
+    add = change = destroy = 0
+    for resource in plan.get("resource_changes", []):
+        actions = resource["change"]["actions"]
+        add += "create" in actions
+        change += actions == ["update"]
+        destroy += "delete" in actions
+    return Changes(add, change, destroy)
+
+
+def plan_stack(
+    terraform: Terraform, stack: Stack, *, apply: bool, progress: Progress
+) -> StackResult:
+    """Plan one stack against the emulator; apply the plan if `apply`."""
+
+    def failure(step: str, completed: subprocess.CompletedProcess[str]) -> StackResult:
+        return StackResult(
+            stack.name, Outcome.FAILED, problem=f"terraform {step}:\n{terraform_error(completed)}"
+        )
+
+    progress.started(stack, "applying" if apply else "planning")
+    # -reconfigure: the backend points at this run's emulator, whatever a copy remembered.
+    init = terraform.run(stack.directory, "init", "-reconfigure")
+    if init.returncode != 0:
+        return failure("init", init)
+    planned = terraform.run(stack.directory, "plan", "-detailed-exitcode", f"-out={PLAN_FILE}")
+    if planned.returncode not in (0, 2):  # 0: no changes, 2: changes
+        return failure("plan", planned)
+    shown = terraform.run(stack.directory, "show", "-json", PLAN_FILE)
+    if shown.returncode != 0:
+        return failure("show", shown)
+    changes = count_changes(json.loads(shown.stdout))
+    if not apply:
+        return StackResult(stack.name, Outcome.PLANNED, changes=changes)
+    note, applied = apply_emulated(terraform, stack)
+    if applied.returncode != 0:
+        return failure("apply", applied)
+    return StackResult(stack.name, Outcome.APPLIED, changes=changes, note=note)
+
+
+def not_emulated(stack: Stack) -> list[str]:
+    """Resources the emulator cannot create: of a type it lacks, or referring to one that is."""
+    resources = stack.resources()
+    excluded = {a for a in resources if a.split(".")[0] in NOT_EMULATED_RESOURCE_TYPES}
+    while True:
+        # `${type.name.attribute}` in expressions, `"type.name"` in depends_on.
+        dependents = {
+            address
+            for address, body in resources.items()
+            if address not in excluded
+            and any(f"{e}." in body or f'"{e}"' in body for e in excluded)
+        }
+        if not dependents:
+            return sorted(excluded)
+        excluded |= dependents
+
+
+def apply_emulated(
+    terraform: Terraform, stack: Stack
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """Apply what the emulator can create: the saved plan, or a plan targeting all but the
+    resources it cannot. Returns a note naming what was left out, and terraform's result."""
+    left_out = not_emulated(stack)
+    if not left_out:
+        return "", terraform.run(stack.directory, "apply", PLAN_FILE)
+    targets = [f"-target={a}" for a in sorted(stack.resources().keys() - set(left_out))]
+    planned = terraform.run(stack.directory, "plan", f"-out={EMULATED_PLAN_FILE}", *targets)
+    if planned.returncode != 0:
+        return "", planned
+    reasons = sorted({NOT_EMULATED_RESOURCE_TYPES.get(a.split(".")[0], "") for a in left_out})
+    note = (
+        f"not applied on the emulator ({'; '.join(filter(None, reasons))}): {', '.join(left_out)}"
+    )
+    return note, terraform.run(stack.directory, "apply", EMULATED_PLAN_FILE)
+
+
+def require_local_target(outdir: Path, stacks: Iterable[Stack]) -> None:
+    for stack in stacks:
+        if not stack.targets_emulator():
+            raise UsageError(
+                f"{outdir} was synthesized for AWS, not for the emulator ({stack.name}'s provider "
+                "has no s3_use_path_style = true); synthesize the local target first: "
+                f"PHI_TARGET=local python main.py --out {outdir}"
+            )
+
+
+def copy_outdir(outdir: Path, destination: Path) -> Path:
+    """A clean copy: no provider links, state, lock or plan files from earlier runs."""
+    leftovers = shutil.ignore_patterns(
+        ".terraform", ".terraform.lock.hcl", "*.tfstate", "*.tfstate.backup", "*.tfplan"
+    )
+    return Path(shutil.copytree(outdir, destination, ignore=leftovers))
+
+
+def plan(
+    outdir: Path, names: Sequence[str], *, jobs: int, environment: Mapping[str, str]
+) -> list[StackResult]:
+    synthesized = load_stacks(outdir)
+    if BOOTSTRAP_STACK not in synthesized:
+        raise UsageError(f"{outdir} has no {BOOTSTRAP_STACK} stack, which creates the state bucket")
+    selected = with_dependencies(synthesized, select_stacks(synthesized, names))
+    require_local_target(outdir, selected)
+    terraform = Terraform.from_environment(environment)
+    # Stacks read through remote state need real state, so they are applied, not only planned.
+    upstream = {dependency for stack in selected for dependency in stack.dependencies}
+    progress = Progress(selected)
+    with (
+        tempfile.TemporaryDirectory(prefix="phi-ml-plan-") as workdir,
+        running_emulator(EMULATOR_LOG) as emulator,
+    ):
+        progress.note(f"emulator: {emulator.endpoint_url} (log: {EMULATOR_LOG})")
+        copy = load_stacks(copy_outdir(outdir, Path(workdir) / "out"))
+        stacks = [copy[stack.name] for stack in selected]
+        on_emulator = terraform.with_environment(
+            emulator_environment(terraform.environment, emulator.endpoint_url)
+        )
+
+        def run(stack: Stack) -> StackResult:
+            apply = stack.name == BOOTSTRAP_STACK or stack.name in upstream
+            return plan_stack(on_emulator, stack, apply=apply, progress=progress)
+
+        return run_in_dependency_order(
+            stacks, emulator_dependencies(stacks), run, jobs=jobs, progress=progress
+        )
+
+
+def print_plan_summary(results: Sequence[StackResult]) -> None:
+    def counts(result: StackResult) -> tuple[object, ...]:
+        changes = result.changes
+        return ("", "", "") if changes is None else (changes.add, changes.change, changes.destroy)
+
+    print_table(
+        ("stack", "action", "add", "change", "destroy", "seconds"),
+        ((r.stack, r.outcome, *counts(r), f"{r.seconds:.1f}") for r in results),
+    )
+    for result in results:
+        if result.note:
+            print(f"\n{result.stack}: {result.note}")
+    print_problems(results)
+    if any(not r.outcome.succeeded for r in results):
+        print(f"\nemulator log: {EMULATOR_LOG}")
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.terraform", description=__doc__.split("\n\n")[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, summary, default_out in (
+        ("validate", "terraform init -backend=false + validate every stack", DEFAULT_OUTDIR),
+        ("plan", "apply/plan the local target against a moto server", Path("cdktf.out.local")),
+    ):
+        command = commands.add_parser(name, help=summary, description=summary)
+        command.add_argument("stacks", nargs="*", metavar="STACK", help="default: every stack")
+        command.add_argument(
+            "--out",
+            type=Path,
+            default=default_out,
+            help=f"synthesized output (default {default_out})",
+        )
+        command.add_argument(
+            "--jobs", type=int, default=default_jobs(), help="stacks run at once (default: CPUs)"
+        )
+    arguments = parser.parse_args(argv)
+    if arguments.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    return arguments
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    command, summarize = {
+        "validate": (validate, print_validate_summary),
+        "plan": (plan, print_plan_summary),
+    }[arguments.command]
+    # A cancelled CI job sends SIGTERM: clean up (emulator, temporary copy) as for Ctrl-C.
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        results = command(
+            arguments.out, arguments.stacks, jobs=arguments.jobs, environment=os.environ
+        )
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    print()
+    summarize(results)
+    return 0 if all(result.outcome.succeeded for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
