@@ -259,6 +259,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         administrators=(*env.keys.administrators, env.deployment_role_arn),
         users=env.keys.users,
         service_roles=service_roles,
+        deployment_role=env.deployment_role_arn,
     )
     return LayerConfigs(
         storage=storage,

@@ -77,6 +77,9 @@ class CustomerManagedKeyConfig(LayerConfig):
     # later stack. A key policy may not name a principal that does not exist yet, so these are
     # matched by aws:PrincipalArn instead: exact ARNs, no wildcards.
     service_roles: tuple[str, ...] = ()
+    # Roles that create Lambda functions whose environment this key encrypts: Lambda needs
+    # the creator's kms:Encrypt and kms:CreateGrant, through Lambda only, never Decrypt.
+    function_deployers: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _nobody_both_administers_and_uses(self) -> CustomerManagedKeyConfig:
@@ -124,6 +127,30 @@ def key_policy(config: CustomerManagedKeyConfig) -> str:
     ]
     if config.service_roles:
         statements.extend(_service_role_statements(config))
+    if config.function_deployers:
+        deployers = {"AWS": sorted(set(config.function_deployers))}
+        through_lambda = {"kms:ViaService": f"lambda.{config.region}.amazonaws.com"}
+        statements += [
+            statement(
+                "DeployersEncryptFunctionEnvironmentsThroughLambdaOnly",
+                effect="Allow",
+                principal=deployers,
+                actions="kms:Encrypt",
+                resources="*",
+                condition={"StringEquals": through_lambda},
+            ),
+            statement(
+                "DeployersLetLambdaHoldAGrant",
+                effect="Allow",
+                principal=deployers,
+                actions="kms:CreateGrant",
+                resources="*",
+                condition={
+                    "StringEquals": through_lambda,
+                    "Bool": {"kms:GrantIsForAWSResource": "true"},
+                },
+            ),
+        ]
     for use in config.service_uses:
         statements.append(_service_statement(use, config.account_id, config.region))
     return policy_document(*statements)
@@ -258,6 +285,8 @@ class KeysConfig(LayerConfig):
     users: tuple[str, ...] = Field(min_length=1)
     # Per purpose, the exact ARNs of roles the platform creates that use that key.
     service_roles: dict[KeyPurpose, tuple[str, ...]] = Field(default_factory=dict)
+    # The role that deploys (creates Lambda functions with CMK-encrypted environments).
+    deployment_role: str | None = None
 
 
 class Keys(Construct):
@@ -267,7 +296,12 @@ class Keys(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: KeysConfig) -> None:
         super().__init__(scope, id_)
 
-        def key(purpose: KeyPurpose, *uses: ServiceUse) -> CustomerManagedKey:
+        def key(
+            purpose: KeyPurpose, *uses: ServiceUse, deploys_functions: bool = False
+        ) -> CustomerManagedKey:
+            deployers = (
+                (config.deployment_role,) if deploys_functions and config.deployment_role else ()
+            )
             return CustomerManagedKey(
                 self,
                 purpose.value,
@@ -280,6 +314,7 @@ class Keys(Construct):
                     users=config.users,
                     service_uses=uses,
                     service_roles=config.service_roles.get(purpose, ()),
+                    function_deployers=deployers,
                 ),
             )
 
@@ -288,7 +323,14 @@ class Keys(Construct):
             KeyPurpose.LOGS, ServiceUse.CLOUDWATCH_LOGS, ServiceUse.S3_SERVER_ACCESS_LOGS
         )
         # Also encrypts the ML layer's dead-letter queues and notification topic.
-        self.ml_artifacts = key(KeyPurpose.ML_ARTIFACTS, ServiceUse.EVENTBRIDGE)
+        self.ml_artifacts = key(
+            KeyPurpose.ML_ARTIFACTS, ServiceUse.EVENTBRIDGE, deploys_functions=True
+        )
         self.feature_store = key(KeyPurpose.FEATURE_STORE)
         # Security findings and alarms for the on-call, and the quarantine function.
-        self.alerts = key(KeyPurpose.ALERTS, ServiceUse.EVENTBRIDGE, ServiceUse.CLOUDWATCH_ALARMS)
+        self.alerts = key(
+            KeyPurpose.ALERTS,
+            ServiceUse.EVENTBRIDGE,
+            ServiceUse.CLOUDWATCH_ALARMS,
+            deploys_functions=True,
+        )

@@ -465,3 +465,29 @@ def test_audit_services_use_a_key_only_for_this_account(
     # Twin: without the use, the service gets nothing.
     bare = key_policy(config.model_copy(update={"service_uses": ()}))
     assert service not in service_principals(bare)
+
+
+def test_the_deployer_encrypts_function_environments_through_lambda_and_never_decrypts() -> None:
+    deployer = ADMINISTRATORS[0]
+    config = CustomerManagedKeyConfig(
+        purpose=KeyPurpose.ALERTS,
+        alias="alias/phi-ml/unit/alerts",
+        account_id=ACCOUNT,
+        region=REGION,
+        administrators=ADMINISTRATORS,
+        users=USERS,
+        function_deployers=(deployer,),
+    )
+    policy = key_policy(config)
+    encrypt = statement_by_sid(policy, "DeployersEncryptFunctionEnvironmentsThroughLambdaOnly")
+    assert aws_principals(encrypt) == [deployer]
+    assert grants(encrypt, "kms:Encrypt")
+    assert encrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": f"lambda.{REGION}.amazonaws.com"}
+    }
+    deployer_statements = [c for c in statements(policy) if deployer in aws_principals(c)]
+    assert not any(grants(c, "kms:Decrypt") for c in deployer_statements)
+    assert grants_not_confined_to_aws_resources(policy) == []
+    # Twin: without deployers, the statements are absent.
+    bare = key_policy(config.model_copy(update={"function_deployers": ()}))
+    assert "DeployersEncryptFunctionEnvironmentsThroughLambdaOnly" not in bare
