@@ -305,6 +305,17 @@ class Terraform:
     def run(
         self, directory: Path, command: str, *arguments: str
     ) -> subprocess.CompletedProcess[str]:
+        if command == "init":
+            # Terraform's plugin cache is not safe for concurrent installs: two inits at once
+            # can find the provider half-linked ("provider binary not found"). Inits take a
+            # second or two; everything else still runs in parallel.
+            with _init_lock:
+                return self._run(directory, command, *arguments)
+        return self._run(directory, command, *arguments)
+
+    def _run(
+        self, directory: Path, command: str, *arguments: str
+    ) -> subprocess.CompletedProcess[str]:
         flags = ["-no-color", *(["-input=false"] if command in self._PROMPTING else [])]
         command_line = [self.executable, command, *flags, *arguments]
         with subprocess.Popen(
@@ -330,6 +341,7 @@ class Terraform:
 # or a SIGINT sent to this process alone, would otherwise leave them applying to a dead emulator.
 _running: set[subprocess.Popen[str]] = set()
 _running_lock = threading.Lock()
+_init_lock = threading.Lock()
 
 
 def interrupt_running_terraform() -> None:
@@ -532,9 +544,6 @@ def validate(
     stacks = select_stacks(load_stacks(outdir), names)
     terraform = Terraform.from_environment(environment)
     progress = Progress(stacks)
-    # The plugin cache is not safe for concurrent installs: one init fills it, the parallel
-    # ones after it only link to it.
-    terraform.run(stacks[0].directory, "init", "-backend=false")
     return run_in_dependency_order(
         stacks, {}, lambda stack: validate_stack(terraform, stack), jobs=jobs, progress=progress
     )
