@@ -368,12 +368,13 @@ def terraform_error(completed: subprocess.CompletedProcess[str]) -> str:
 class Progress:
     """One line per finished stack on stderr, safe to call from worker threads."""
 
-    def __init__(self, stacks: Sequence[Stack], stream: TextIO = sys.stderr) -> None:
+    def __init__(self, stacks: Sequence[Stack], stream: TextIO | None = None) -> None:
         self._total = len(stacks)
         self._counter_width = len(f"[{self._total}/{self._total}]")
         self._name_width = max(len(stack.name) for stack in stacks)
         self._finished = 0
-        self._stream = stream
+        # Looked up now, not at import: whoever redirected stderr since (a test) gets the lines.
+        self._stream = stream or sys.stderr
         self._lock = threading.Lock()
 
     def note(self, message: str) -> None:
