@@ -208,12 +208,15 @@ def mirrored_providers(mirror: Path) -> list[str]:
 
 
 def cli_config_text(mirror: Path | None, plugin_cache: Path) -> str:
-    """A terraform CLI configuration: the shared plugin cache, and the mirror if there is one.
+    """A terraform CLI configuration: the mirror if there is one, else a shared plugin cache.
 
     Providers found in the mirror are installed only from it; anything else still comes from
     the registry, so a provider missing from the mirror fails with terraform's own message.
+    With a mirror there is no plugin cache: init links each stack straight to the read-only
+    mirror, whereas a shared cache is rewritten by every init and a stack validating at that
+    moment finds its provider gone ("no package ... cached in .terraform/providers").
     """
-    lines = [f"plugin_cache_dir = {json.dumps(str(plugin_cache))}"]
+    lines = [] if mirror is not None else [f"plugin_cache_dir = {json.dumps(str(plugin_cache))}"]
     if mirror is not None:
         providers = ", ".join(json.dumps(p) for p in mirrored_providers(mirror))
         lines += [
