@@ -27,38 +27,7 @@ from modules.features import FeatureGroupSpec
 from modules.fhir import SmartOnFhir
 from modules.governance import GovernanceConfig
 from modules.regions import EU_RESIDENCY_REGIONS
-
-# HIPAA 45 CFR 164.316(b)(2)(i): documentation (audit logs included) is retained six years.
-# 2192 days is the smallest CloudWatch Logs retention value that covers six years.
-HIPAA_MIN_AUDIT_RETENTION_DAYS = 2192
-
-# The only values CloudWatch Logs accepts for a log group's retention (PutRetentionPolicy).
-CLOUDWATCH_RETENTION_DAYS = frozenset(
-    {
-        1,
-        3,
-        5,
-        7,
-        14,
-        30,
-        60,
-        90,
-        120,
-        150,
-        180,
-        365,
-        400,
-        545,
-        731,
-        1096,
-        1827,
-        2192,
-        2557,
-        2922,
-        3288,
-        3653,
-    }
-)
+from modules.retention import CLOUDWATCH_RETENTION_DAYS, HIPAA_MIN_AUDIT_RETENTION_DAYS
 
 _REGION = re.compile(
     r"^(us|eu|ap|ca|sa|me|af|il|mx)-(north|south|east|west|central|northeast|"

@@ -14,13 +14,14 @@ from modules.config import LayerConfig
 from modules.config_rules import conformance_pack_template
 from modules.keys import CustomerManagedKey
 from modules.policy import Statement, assume_role_policy, policy_document, statement
+from modules.retention import SIX_YEAR_RETENTION_DAYS
 from modules.storage import HardenedBucket, HardenedBucketConfig, ObjectLock
 from policies.catalog import Catalog
 
 # HIPAA 164.316(b)(2)(i): six years, leap days included.
 SIX_YEARS_DAYS = 2192
 # The CloudWatch Logs retention periods (it accepts no others) of six years or more.
-CLOUDWATCH_RETENTION_DAYS = (2192, 2557, 2922, 3288, 3653)
+CLOUDWATCH_RETENTION_DAYS = SIX_YEAR_RETENTION_DAYS
 # AWS Config keeps configuration items for 30 to 2557 days; the S3 history outlives that.
 CONFIG_RETENTION_MAX_DAYS = 2557
 CONFIG_RECORDER_POLICY = "arn:aws:iam::aws:policy/service-role/AWS_ConfigRole"

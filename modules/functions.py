@@ -19,11 +19,12 @@ from modules.iam_statements import deny_insecure_transport, lambda_vpc_access_st
 from modules.inference import https_only_security_group
 from modules.keys import CustomerManagedKey
 from modules.policy import Statement, assume_role_policy, policy_document, statement
+from modules.retention import SIX_YEAR_RETENTION_DAYS
 
 RUNTIME_SOURCES = Path(__file__).resolve().parent.parent / "runtime"
 LAMBDA_RUNTIME = "python3.12"
 # CloudWatch Logs retention values of six years (HIPAA's documentation retention) or more.
-LOG_RETENTION_DAYS_ALLOWED = (2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS_ALLOWED = SIX_YEAR_RETENTION_DAYS
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum: two weeks to investigate
 EVENT_RETRY_ATTEMPTS = 8
 EVENT_MAX_AGE_SECONDS = 3600
