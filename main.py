@@ -61,6 +61,7 @@ def synthesize(
     staging = outdir.with_name(f"{outdir.name}.tmp-{os.getpid()}")
     retired = outdir.with_name(f"{outdir.name}.old-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
+    outdir.parent.mkdir(parents=True, exist_ok=True)
     try:
         app = build_app(
             environments, selected=set(names) or None, outdir=str(staging), target=target

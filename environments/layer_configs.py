@@ -139,6 +139,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         {"groups": "ml.features.groups"},
         **common,
         groups=ml.features.groups,
+        production=env.production,
     )
     offline_store_uri = f"s3://{storage.bucket_name('feature-offline')}/{features.offline_prefix}"
     pipeline_fields = {
@@ -260,6 +261,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         users=env.keys.users,
         service_roles=service_roles,
         deployment_role=env.deployment_role_arn,
+        production=env.production,
     )
     return LayerConfigs(
         storage=storage,

@@ -60,10 +60,17 @@ def _submodule_of(class_name: str) -> str:
     raise AttributeError(f"no provider binding defines {class_name!r}")
 
 
+# Struct classes whose name is also a resource's: `AutoscalingGroupTag` is both the
+# aws_autoscaling_group_tag resource and the `tag` block of aws_autoscaling_group. The block is
+# reached by an alias naming its submodule and class.
+_BLOCK_ALIASES = {"AutoscalingGroupTagBlock": ("autoscaling_group", "AutoscalingGroupTag")}
+
+
 def __getattr__(class_name: str) -> Any:
     """`aws.S3Bucket`, `aws.SagemakerPipeline`, ...: loaded on first use, then cached."""
     if not class_name[:1].isupper():
         raise AttributeError(class_name)
-    binding = getattr(_submodule(_submodule_of(class_name)), class_name)
+    submodule, defined_as = _BLOCK_ALIASES.get(class_name, ("", class_name))
+    binding = getattr(_submodule(submodule or _submodule_of(class_name)), defined_as)
     globals()[class_name] = binding
     return binding

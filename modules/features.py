@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from cdktf import TerraformResourceLifecycle
 from constructs import Construct
 from pydantic import Field, field_validator, model_validator
 
@@ -112,6 +113,9 @@ class FeaturesConfig(LayerConfig):
     region: str
     groups: tuple[FeatureGroupSpec, ...] = Field(min_length=1)
     offline_prefix: str = Field(default="feature-store/", pattern=S3_PREFIX_PATTERN)
+    # Production environment: feature groups (their online stores hold PHI) refuse
+    # `terraform destroy`.
+    production: bool = False
 
     @model_validator(mode="after")
     def _unique_groups(self) -> FeaturesConfig:
@@ -316,6 +320,9 @@ class Features(Construct):
                 # SageMaker validates the role against the bucket at creation: the role's
                 # permissions must exist before the group does.
                 depends_on=[role_policy],
+                lifecycle=(
+                    TerraformResourceLifecycle(prevent_destroy=True) if config.production else None
+                ),
             )
             names.append(feature_group.feature_group_name)
         self.feature_group_names: tuple[str, ...] = tuple(names)

@@ -538,6 +538,12 @@ class Inference(Construct):
                     min_healthy_percentage=50
                 ),
             ),
+            # The launch template tags instances and volumes; the group carries the same tags
+            # so it is attributable on its own (provider default tags do not reach it).
+            tag=[
+                aws.AutoscalingGroupTagBlock(key=key, value=value, propagate_at_launch=False)
+                for key, value in tags.items()
+            ],
             # Target tracking owns the running count; applies must not reset it.
             lifecycle=TerraformResourceLifecycle(ignore_changes=["desired_capacity"]),
         )

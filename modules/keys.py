@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from cdktf import TerraformResourceLifecycle
 from constructs import Construct
 from pydantic import Field, model_validator
 
@@ -80,6 +81,9 @@ class CustomerManagedKeyConfig(LayerConfig):
     # Roles that create Lambda functions whose environment this key encrypts: Lambda needs
     # the creator's kms:Encrypt and kms:CreateGrant, through Lambda only, never Decrypt.
     function_deployers: tuple[str, ...] = ()
+    # Production keys: `terraform destroy` (which would schedule the key's deletion and, 30
+    # days later, make everything it encrypted unreadable) is refused.
+    prevent_destroy: bool = False
 
     @model_validator(mode="after")
     def _nobody_both_administers_and_uses(self) -> CustomerManagedKeyConfig:
@@ -270,6 +274,9 @@ class CustomerManagedKey(Construct):
             multi_region=False,
             policy=key_policy(config),
             tags={"key-purpose": config.purpose.value},
+            lifecycle=(
+                TerraformResourceLifecycle(prevent_destroy=True) if config.prevent_destroy else None
+            ),
         )
         aws.KmsAlias(self, "alias", name=config.alias, target_key_id=self.key.key_id)
         self.key_arn: str = self.key.arn
@@ -287,6 +294,8 @@ class KeysConfig(LayerConfig):
     service_roles: dict[KeyPurpose, tuple[str, ...]] = Field(default_factory=dict)
     # The role that deploys (creates Lambda functions with CMK-encrypted environments).
     deployment_role: str | None = None
+    # Production environment: every key refuses `terraform destroy`.
+    production: bool = False
 
 
 class Keys(Construct):
@@ -315,6 +324,7 @@ class Keys(Construct):
                     service_uses=uses,
                     service_roles=config.service_roles.get(purpose, ()),
                     function_deployers=deployers,
+                    prevent_destroy=config.production,
                 ),
             )
 

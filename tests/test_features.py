@@ -532,3 +532,26 @@ def test_terraform_validates_the_features_layer(tmp_path: Path) -> None:
     result = terraform_validate(tmp_path, add_features, region=REGION)
     assert result.returncode == 0, result.stderr
     assert "The configuration is valid" in result.stdout
+
+
+def test_production_feature_groups_refuse_destroy() -> None:
+    """Online stores hold PHI: in production `terraform destroy` of a group is refused."""
+
+    def build(stack: Any) -> None:
+        keys, storage = add_keys_and_storage(stack, region=REGION)
+        Features(
+            stack,
+            "features",
+            config=features_config(production=True),
+            feature_key=keys.feature_store,
+            offline_bucket=storage.feature_offline,
+        )
+
+    groups = feature_groups(synth_stack(build)).values()
+    assert len(groups) == 2
+    assert all(group.get("lifecycle") == {"prevent_destroy": True} for group in groups)
+
+
+def test_non_production_feature_groups_can_be_destroyed(synthesized: dict[str, Any]) -> None:
+    """Twin: the same check sees groups without the guard."""
+    assert all("lifecycle" not in group for group in feature_groups(synthesized).values())

@@ -434,6 +434,26 @@ def test_enclave_hosts_scale_on_cpu_in_the_private_subnets(synth: dict[str, Any]
     }
 
 
+def group_tag_problems(group: dict[str, Any], template_tags: dict[str, str]) -> list[str]:
+    tags = group.get("tag", [])
+    problems = []
+    if {tag["key"]: tag["value"] for tag in tags} != template_tags:
+        problems.append(f"group tags {tags} differ from the launch template's {template_tags}")
+    if any(tag["propagate_at_launch"] for tag in tags):
+        problems.append("a group tag propagates at launch (the template already tags)")
+    return problems
+
+
+def test_enclave_host_group_is_tagged_like_its_instances(synth: dict[str, Any]) -> None:
+    """Default tags of the provider do not reach an Auto Scaling group's own tag list; the
+    group carries the launch template's tags itself (not propagated: the template tags)."""
+    group = only(synth, "aws_autoscaling_group")
+    template_tags = only(synth, "aws_launch_template")["tags"]
+    assert group_tag_problems(group, template_tags) == []
+    untagged = {key: value for key, value in group.items() if key != "tag"}
+    assert group_tag_problems(untagged, template_tags)  # twin: an untagged group is reported
+
+
 def test_enclave_host_image_is_al2023_arm64_from_ssm(synth: dict[str, Any]) -> None:
     (parameter,) = synth["data"]["aws_ssm_parameter"].values()
     assert parameter["name"] == (

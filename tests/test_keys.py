@@ -491,3 +491,36 @@ def test_the_deployer_encrypts_function_environments_through_lambda_and_never_de
     # Twin: without deployers, the statements are absent.
     bare = key_policy(config.model_copy(update={"function_deployers": ()}))
     assert "DeployersEncryptFunctionEnvironmentsThroughLambdaOnly" not in bare
+
+
+@pytest.fixture(scope="module")
+def production_keys() -> dict[str, Any]:
+    def build(stack: Any) -> None:
+        Keys(
+            stack,
+            "keys",
+            config=KeysConfig(
+                environment=ENVIRONMENT,
+                account_id=ACCOUNT,
+                region=REGION,
+                administrators=ADMINISTRATORS,
+                users=USERS,
+                production=True,
+            ),
+        )
+
+    return synth_stack(build)
+
+
+def test_production_keys_refuse_destroy(
+    production_keys: dict[str, Any], synthesized: dict[str, Any]
+) -> None:
+    """A destroyed key takes everything it encrypted with it 30 days later."""
+    keys = resources(production_keys, "aws_kms_key").values()
+    assert len(keys) == len(resources(synthesized, "aws_kms_key")) == 5
+    assert all(key.get("lifecycle") == {"prevent_destroy": True} for key in keys)
+
+
+def test_non_production_keys_can_be_destroyed(synthesized: dict[str, Any]) -> None:
+    """Twin: the same check sees keys without the guard."""
+    assert all("lifecycle" not in key for key in resources(synthesized, "aws_kms_key").values())
