@@ -14,7 +14,11 @@ STAMP := $(VENV)/.installed-from-pyproject
 
 ENV ?=
 OUT ?= cdktf.out
+FROM ?= staging
+TO ?= prod
+DIFF_FORMAT ?= text
 LOCAL_OUT ?= cdktf.out.local
+SCAN_RESULTS ?= reports/scan
 
 # Where terraform finds hashicorp/aws 5.100.0 without the internet. Empty means the normal
 # registry download. Defaults to a filesystem mirror if one sits at a known place on this
@@ -23,7 +27,7 @@ PHI_PROVIDER_MIRROR ?= $(firstword $(wildcard /opt/tf-plugins /usr/local/share/t
 export PHI_PROVIDER_MIRROR
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help setup synth synth-local validate plan test lint format demo clean
+.PHONY: help setup synth synth-local validate plan scan report report-png diff test lint format demo clean
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +51,22 @@ validate: synth ## terraform init + validate every synthesized stack (offline wi
 
 plan: synth-local ## terraform plan every stack against a moto server on loopback
 	$(PY) -m tools.terraform plan --out $(LOCAL_OUT)
+
+# `make scan` synthesizes first; `make scan OUT=DIR` scans DIR as it is (a copy holding only
+# some stacks, an artifact from CI), so what was reviewed is what is judged.
+scan: $(STAMP) ## the policy gate: checkov offline + policies/checks over OUT's stacks, exemptions applied
+	$(if $(filter cdktf.out,$(OUT)),$(MAKE) --no-print-directory synth,)
+	$(PY) -m policies.gate --out $(OUT) --results $(SCAN_RESULTS)
+
+report: $(STAMP) ## the auditor's evidence report from the last scan (and e2e): reports/evidence.html, .md
+	$(PY) -m tools.diagram --out $(OUT) --output reports/architecture.mmd
+	$(PY) -m policies.report --out $(OUT) --report-dir reports
+
+report-png: report ## a screenshot of the evidence report (needs Chromium): reports/evidence.png
+	$(PY) -m tools.screenshot reports/evidence.html reports/evidence.png
+
+diff: $(STAMP) ## what promoting FROM to TO changes (FROM=staging TO=prod; DIFF_FORMAT=markdown)
+	$(PY) -m tools.diff $(FROM) $(TO) --format $(DIFF_FORMAT) $(DIFF_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
