@@ -19,6 +19,8 @@ TO ?= prod
 DIFF_FORMAT ?= text
 LOCAL_OUT ?= cdktf.out.local
 SCAN_RESULTS ?= reports/scan
+REPORTS ?= reports
+STACKS ?=
 
 # Where terraform finds hashicorp/aws 5.100.0 without the internet. Empty means the normal
 # registry download. Defaults to a filesystem mirror if one sits at a known place on this
@@ -27,10 +29,10 @@ PHI_PROVIDER_MIRROR ?= $(firstword $(wildcard /opt/tf-plugins /usr/local/share/t
 export PHI_PROVIDER_MIRROR
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help setup synth synth-local validate plan scan report report-png diff test lint format demo clean
+.PHONY: help setup synth synth-local validate plan e2e verify plan-aws apply scan report report-png diagram diff test lint format demo clean
 
 help: ## list every target with one line each
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -58,9 +60,31 @@ scan: $(STAMP) ## the policy gate: checkov offline + policies/checks over OUT's 
 	$(if $(filter cdktf.out,$(OUT)),$(MAKE) --no-print-directory synth,)
 	$(PY) -m policies.gate --out $(OUT) --results $(SCAN_RESULTS)
 
+diagram: synth ## the architecture diagram (Mermaid) generated from OUT's stacks: reports/architecture.mmd
+	$(PY) -m tools.diagram --out $(OUT) --output $(REPORTS)/architecture.mmd
+
+# The whole deploy loop without an AWS account: moto on loopback, apply every stack of the
+# environment in dependency order, the runtime evidence checks, destroy, nothing left behind.
+e2e: ## apply ENV (default dev) to a local AWS emulator, check the controls at runtime, destroy
+	$(MAKE) --no-print-directory synth-local ENV="$(or $(ENV),dev)"
+	$(PY) -m tools.e2e --out $(LOCAL_OUT) --results $(REPORTS)/e2e $(or $(ENV),dev)
+
+verify: $(STAMP) ## read-only runtime evidence checks in ENV's real account (usual AWS credentials)
+	@test -n "$(ENV)" || { echo "usage: make verify ENV=dev|staging|prod|eu-research|org" >&2; exit 2; }
+	$(PY) -m policies.verify $(ENV) --results $(REPORTS)/verify
+
+# plan-aws and apply never re-synthesize: CI checks the digest of exactly the bytes it applies.
+plan-aws: $(STAMP) ## terraform plan STACKS="a b" of OUT in the real account (credentials from the usual chain)
+	@test -n "$(STACKS)" || { echo 'usage: make plan-aws STACKS="dev-data dev-ml"' >&2; exit 2; }
+	$(PY) -m tools.deploy plan --out $(OUT) --plans $(REPORTS)/plans $(STACKS)
+
+apply: $(STAMP) ## plan + apply ENV's stacks of OUT in the real account, in dependency order
+	@test -n "$(ENV)" || { echo "usage: make apply ENV=dev|staging|prod|eu-research|org" >&2; exit 2; }
+	$(PY) -m tools.deploy apply --out $(OUT) --plans $(REPORTS)/deploy/$(ENV) --environment $(ENV)
+
 report: $(STAMP) ## the auditor's evidence report from the last scan (and e2e): reports/evidence.html, .md
-	$(PY) -m tools.diagram --out $(OUT) --output reports/architecture.mmd
-	$(PY) -m policies.report --out $(OUT) --report-dir reports
+	$(PY) -m tools.diagram --out $(OUT) --output $(REPORTS)/architecture.mmd
+	$(PY) -m policies.report --out $(OUT) --report-dir $(REPORTS)
 
 report-png: report ## a screenshot of the evidence report (needs Chromium): reports/evidence.png
 	$(PY) -m tools.screenshot reports/evidence.html reports/evidence.png

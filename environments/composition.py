@@ -45,17 +45,21 @@ BOOTSTRAP_STACK = "bootstrap"
 
 
 def default_tags(environment: WorkloadEnvironment | OrganizationEnvironment) -> dict[str, str]:
-    if isinstance(environment, WorkloadEnvironment):
-        classification = environment.data_classification.value
-        scope = "+".join(s.value for s in environment.compliance_scope)
-    else:
-        classification = "internal"
-        scope = "governance"
+    if not isinstance(environment, WorkloadEnvironment):
+        return {
+            "environment": environment.name,
+            "owner": environment.owner,
+            "data-classification": "internal",
+            "compliance-scope": "governance",
+            "managed-by": "terraform/phi-ml-platform",
+        }
     return {
         "environment": environment.name,
         "owner": environment.owner,
-        "data-classification": classification,
-        "compliance-scope": scope,
+        "data-classification": environment.data_classification.value,
+        "compliance-scope": "+".join(s.value for s in environment.compliance_scope),
+        # Policy checks (CKV_PHI_13) and cost reports tell production resources by this tag.
+        "production": "true" if environment.production else "false",
         "managed-by": "terraform/phi-ml-platform",
     }
 

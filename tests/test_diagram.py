@@ -1,0 +1,244 @@
+"""tools.diagram: the architecture diagram is generated from the synthesized stacks, so it
+shows what is synthesized (a stack or resource added or removed changes it) and the data flow
+from the clinical site to the endpoint and its rollback, as the Terraform references say."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+from collections import deque
+from pathlib import Path
+
+import pytest
+
+import main
+from tools import diagram
+
+NODE = re.compile(r'^\s*(\w+)(?:\["|\[\("|\{\{")(.*?)(?:"\]|"\)\]|"\}\})$')
+EDGE = re.compile(r"^\s*(\w+) (?:-- (.*?) -->|-\. (.*?) \.->|-->) (\w+)$")
+SUBGRAPH = re.compile(r'^\s*subgraph (\w+)\["(.*)"\]$')
+
+
+class Parsed:
+    """Nodes, subgraphs and edges of a generated Mermaid flowchart."""
+
+    def __init__(self, text: str) -> None:
+        self.nodes: dict[str, str] = {}
+        self.subgraphs: dict[str, str] = {}
+        self.edges: list[tuple[str, str, str]] = []
+        for line in text.splitlines():
+            if match := SUBGRAPH.match(line):
+                self.subgraphs[match.group(1)] = match.group(2)
+            elif match := EDGE.match(line):
+                label = match.group(2) or match.group(3) or ""
+                self.edges.append((match.group(1), label, match.group(4)))
+            elif match := NODE.match(line):
+                assert match.group(1) not in self.nodes, f"duplicate node {match.group(1)}"
+                self.nodes[match.group(1)] = match.group(2)
+
+    def node(self, label_start: str, stack: str) -> str:
+        prefix = re.sub(r"\W", "_", stack) + "__"
+        (found,) = [
+            n
+            for n, label in self.nodes.items()
+            if n.startswith(prefix) and label.startswith(label_start)
+        ]
+        return found
+
+    def labels_in(self, stack: str) -> list[str]:
+        prefix = re.sub(r"\W", "_", stack) + "__"
+        return [label for node, label in self.nodes.items() if node.startswith(prefix)]
+
+    def reachable(self, source: str, target: str) -> bool:
+        following = {a: [b for x, _, b in self.edges if x == a] for a, _, _ in self.edges}
+        seen, queue = {source}, deque([source])
+        while queue:
+            current = queue.popleft()
+            if current == target:
+                return True
+            for nxt in following.get(current, []):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    queue.append(nxt)
+        return False
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    destination = tmp_path_factory.mktemp("diagram") / "cdktf.out"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PHI_TARGET", "aws")
+        main.synthesize(["dev", "eu-research"], destination)
+    return destination
+
+
+@pytest.fixture(scope="module")
+def drawn(synthesized: Path) -> Parsed:
+    return Parsed(diagram.render(synthesized))
+
+
+def stack_names(outdir: Path) -> list[str]:
+    return sorted(json.loads((outdir / "manifest.json").read_text())["stacks"])
+
+
+def test_every_line_is_a_node_an_edge_or_structure(synthesized: Path) -> None:
+    structure = {"flowchart LR", "end"}
+    for line in diagram.render(synthesized).splitlines():
+        stripped = line.strip()
+        assert (
+            stripped in structure
+            or stripped.startswith("%%")
+            or SUBGRAPH.match(line)
+            or EDGE.match(line)
+            or NODE.match(line)
+        ), line
+
+
+def test_edges_join_declared_nodes_or_subgraphs(drawn: Parsed) -> None:
+    declared = drawn.nodes.keys() | drawn.subgraphs.keys()
+    assert drawn.edges
+    for source, _, target in drawn.edges:
+        assert source in declared and target in declared, (source, target)
+
+
+def test_accounts_and_stacks_come_from_the_synth(synthesized: Path, drawn: Parsed) -> None:
+    titles = drawn.subgraphs.values()
+    for name in stack_names(synthesized):
+        assert name in titles
+    assert "dev account 111111111111 · us-east-1 · HIPAA" in titles
+    assert "eu-research account 444444444444 · eu-central-1 · GDPR+EHDS" in titles
+    assert "org account 999999999999 · us-east-1 · governance" in titles
+    assert not any("staging" in title or "prod" in title for title in titles)
+
+
+def test_healthlake_only_where_it_is_synthesized(drawn: Parsed) -> None:
+    healthlake = [label for label in drawn.nodes.values() if label.startswith("HealthLake")]
+    assert healthlake == ["HealthLake FHIR R4 datastore<br/>acme-phi-dev-fhir"]
+    assert not any("HealthLake" in label for label in drawn.labels_in("eu-research-data"))
+
+
+def test_main_resources_of_each_layer_are_drawn(drawn: Parsed) -> None:
+    for stack, label in (
+        ("dev-network", "Site-to-site VPN<br/>IKEV2"),
+        ("dev-network", "Clinical site: customer gateway"),
+        ("dev-network", "VPC 10."),
+        ("dev-network", "17 VPC endpoints"),
+        ("dev-data", "S3 acme-phi-dev-raw"),
+        ("dev-data", "5 KMS CMKs"),
+        ("dev-data", "Feature group<br/>encounters"),
+        ("dev-ml", "SageMaker pipeline"),
+        ("dev-ml", "Model registry<br/>readmission-risk"),
+        ("dev-ml", "SageMaker endpoint"),
+        ("dev-ml", "Model Monitor"),
+        ("dev-ml", "Auto Scaling group"),
+        ("dev-ml", "Lambda<br/>phi-ml-dev-readmission"),
+        ("dev-security", "GuardDuty"),
+        ("dev-security", "Security Hub<br/>3 standards"),
+        ("org-audit", "Organization CloudTrail"),
+        ("org-audit", "AWS Config recorder"),
+        ("org-governance", "AWS Organization"),
+        ("org-governance", "Control Tower landing zone"),
+    ):
+        drawn.node(label, stack)
+    assert "private: no internet or NAT gateway" in drawn.nodes[drawn.node("VPC", "dev-network")]
+    assert "Nitro Enclaves" in drawn.nodes[drawn.node("Auto Scaling group", "dev-ml")]
+
+
+def test_data_flow_from_the_site_to_the_endpoint_and_its_rollback(drawn: Parsed) -> None:
+    chain = [
+        ("Clinical site", "dev-network"),
+        ("Site-to-site VPN", "dev-network"),
+        ("Virtual private gateway", "dev-network"),
+        ("VPC", "dev-network"),
+        ("17 VPC endpoints", "dev-network"),
+        ("S3 acme-phi-dev-raw", "dev-data"),
+        ("EventBridge rule<br/>phi-ml-dev-readmission-trigger", "dev-ml"),
+        ("SageMaker pipeline", "dev-ml"),
+        ("Model registry", "dev-ml"),
+        ("SageMaker endpoint", "dev-ml"),
+        ("Model Monitor", "dev-ml"),
+        ("EventBridge rule<br/>phi-ml-dev-readmission-violations", "dev-ml"),
+        ("Lambda<br/>phi-ml-dev-readmission", "dev-ml"),
+    ]
+    nodes = [drawn.node(label, stack) for label, stack in chain]
+    edges = {(a, b): label for a, label, b in drawn.edges}
+    for source, target in itertools.pairwise(nodes):
+        assert (source, target) in edges, (drawn.nodes[source], drawn.nodes[target])
+    assert edges[(nodes[7], nodes[8])] == "registers, pending approval"
+    rollback, endpoint = nodes[-1], drawn.node("SageMaker endpoint", "dev-ml")
+    assert edges[(rollback, endpoint)] == "rolls back"
+
+
+def test_detection_routes_findings_to_quarantine(drawn: Parsed) -> None:
+    guardduty = drawn.node("GuardDuty", "dev-security")
+    quarantine = drawn.node("Lambda", "dev-security")
+    assert drawn.reachable(guardduty, quarantine)
+
+
+def test_removing_a_stack_removes_it_from_the_diagram(synthesized: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(synthesized, tmp_path / "out"))
+    shutil.rmtree(copy / "stacks" / "dev-fhir")
+    without = Parsed(diagram.render(copy))
+    assert "dev-fhir" not in without.subgraphs.values()
+    assert not any(label.startswith("HealthLake") for label in without.nodes.values())
+
+
+def test_adding_a_stack_adds_it_to_the_diagram(synthesized: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(synthesized, tmp_path / "out"))
+    shutil.copytree(copy / "stacks" / "dev-fhir", copy / "stacks" / "dev-fhir2")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["stacks"]["dev-fhir2"] = {**manifest["stacks"]["dev-fhir"], "name": "dev-fhir2"}
+    manifest["stacks"]["dev-fhir2"]["workingDirectory"] = "stacks/dev-fhir2"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    added = Parsed(diagram.render(copy))
+    assert "dev-fhir2" in added.subgraphs.values()
+    assert [label for label in added.nodes.values() if label.startswith("HealthLake")] == [
+        "HealthLake FHIR R4 datastore<br/>acme-phi-dev-fhir"
+    ] * 2
+
+
+def test_a_missing_event_target_breaks_the_drawn_flow(synthesized: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(synthesized, tmp_path / "out"))
+    stack = copy / "stacks" / "dev-ml" / "cdk.tf.json"
+    configuration = json.loads(stack.read_text())
+    targets = configuration["resource"]["aws_cloudwatch_event_target"]
+    for name in [n for n in targets if n.startswith("pipelines_trigger")]:
+        del targets[name]
+    stack.write_text(json.dumps(configuration))
+    broken = Parsed(diagram.render(copy))
+    rule = broken.node("EventBridge rule<br/>phi-ml-dev-readmission-trigger", "dev-ml")
+    pipeline = broken.node("SageMaker pipeline", "dev-ml")
+    assert not broken.reachable(rule, pipeline)
+
+
+def test_the_output_is_deterministic(synthesized: Path) -> None:
+    assert diagram.render(synthesized) == diagram.render(synthesized)
+
+
+def test_cli_writes_the_file_and_filters_environments(
+    synthesized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "reports" / "architecture.mmd"
+    arguments = ["--out", str(synthesized), "--output", str(output)]
+    assert diagram.main(arguments) == 0
+    assert output.read_text() == diagram.render(synthesized)
+    assert diagram.main([*arguments, "--markdown", "--environment", "dev"]) == 0
+    text = output.read_text()
+    assert text.startswith("```mermaid\n") and text.endswith("```\n")
+    filtered = Parsed(text)
+    assert "eu-research-data" not in filtered.subgraphs.values()
+    assert "org-audit" not in filtered.subgraphs.values()
+    assert "dev-ml" in filtered.subgraphs.values()
+    assert diagram.main([*arguments, "--environment", "nowhere"]) == 2
+    assert "no stack of environment nowhere" in capsys.readouterr().err
+
+
+def test_missing_synth_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert diagram.main(["--out", str(tmp_path), "--output", "-"]) == 2
+    assert f"{tmp_path / 'manifest.json'}: missing (run `make synth` first)" in (
+        capsys.readouterr().err
+    )
