@@ -21,6 +21,8 @@ LOCAL_OUT ?= cdktf.out.local
 SCAN_RESULTS ?= reports/scan
 REPORTS ?= reports
 STACKS ?=
+PROFILE ?=
+REGION ?=
 
 # Where terraform finds hashicorp/aws 5.100.0 without the internet. Empty means the normal
 # registry download. Defaults to a filesystem mirror if one sits at a known place on this
@@ -69,9 +71,9 @@ e2e: ## apply ENV (default dev) to a local AWS emulator, check the controls at r
 	$(MAKE) --no-print-directory synth-local ENV="$(or $(ENV),dev)"
 	$(PY) -m tools.e2e --out $(LOCAL_OUT) --results $(REPORTS)/e2e $(or $(ENV),dev)
 
-verify: $(STAMP) ## read-only runtime evidence checks in ENV's real account (usual AWS credentials)
-	@test -n "$(ENV)" || { echo "usage: make verify ENV=dev|staging|prod|eu-research|org" >&2; exit 2; }
-	$(PY) -m policies.verify $(ENV) --results $(REPORTS)/verify
+verify: $(STAMP) ## read-only runtime evidence checks in ENV's real account (PROFILE=, REGION=; usual credentials)
+	@test -n "$(ENV)" || { echo "usage: make verify ENV=dev|staging|prod|eu-research|org [PROFILE=p]" >&2; exit 2; }
+	$(PY) -m policies.verify $(ENV) $(if $(PROFILE),--profile $(PROFILE)) $(if $(REGION),--region $(REGION)) --results $(REPORTS)/verify/$(ENV)
 
 # plan-aws and apply never re-synthesize: CI checks the digest of exactly the bytes it applies.
 plan-aws: $(STAMP) ## terraform plan STACKS="a b" of OUT in the real account (credentials from the usual chain)
