@@ -106,10 +106,12 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 test: lint ## lint, then every test (constructs, environments, synth, terraform validate, moto plan)
 	$(VENV)/bin/pytest
 
-demo: ## the main job on the embedded default: synth, validate, plan against the emulator
+demo: ## the whole story on the embedded default: synth, validate, scan, e2e (dev on moto), report
 	$(MAKE) --no-print-directory validate
-	$(MAKE) --no-print-directory plan
-	@echo "demo complete: Terraform in $(OUT)/stacks, valid, and planned against the emulator"
+	$(PY) -m policies.gate --out $(OUT) --results $(SCAN_RESULTS)
+	$(MAKE) --no-print-directory e2e ENV=dev
+	$(MAKE) --no-print-directory report
+	@echo "demo complete: evidence report in $(REPORTS)/evidence.html (and $(REPORTS)/evidence.md)"
 
-clean: ## remove synthesized output and caches (keeps .venv)
-	rm -rf $(OUT) $(LOCAL_OUT) $(OUT).tmp-* $(OUT).old-* .cache .pytest_cache .mypy_cache .ruff_cache
+clean: ## remove synthesized output, reports and caches (keeps .venv)
+	rm -rf $(REPORTS) $(OUT) $(LOCAL_OUT) $(OUT).tmp-* $(OUT).old-* .cache .pytest_cache .mypy_cache .ruff_cache

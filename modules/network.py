@@ -10,30 +10,10 @@ from pydantic import Field
 
 from modules import aws
 from modules.config import LayerConfig
+from modules.endpoints import GATEWAY_ENDPOINTS, REQUIRED_INTERFACE_ENDPOINTS
 from modules.keys import CustomerManagedKey
 from modules.policy import assume_role_policy, policy_document, statement
 
-# Interface endpoints every PHI VPC has: the ML control and data planes, keys, identity, logs,
-# events, container images, metrics, Systems Manager (session access without SSH or bastion),
-# EC2 and X-Ray.
-REQUIRED_INTERFACE_ENDPOINTS = (
-    "sagemaker.api",
-    "sagemaker.runtime",
-    "kms",
-    "sts",
-    "logs",
-    "events",
-    "ecr.api",
-    "ecr.dkr",
-    "monitoring",
-    "ssm",
-    "ssmmessages",
-    "ec2messages",
-    # The quarantine function isolates instances through the EC2 API; functions trace to X-Ray.
-    "ec2",
-    "xray",
-)
-GATEWAY_ENDPOINTS = ("s3", "dynamodb")
 HTTPS = 443
 
 

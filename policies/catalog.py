@@ -21,13 +21,11 @@ What the evidence report and the gate use:
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -38,6 +36,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from policies.yaml_files import read_mapping
 
 DEFAULT_CATALOG = Path(__file__).with_name("controls.yaml")
 
@@ -413,35 +413,10 @@ class CatalogError(ValueError):
     """The catalog file is unreadable or breaks a rule; the message says where and which."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML keeps the last of two equal keys silently; in a control catalog that hides a
-    mistake (two `title:` lines), so it is an error here."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
 def load_catalog(path: Path | str = DEFAULT_CATALOG) -> Catalog:
     """Read and validate a control catalog; raise CatalogError naming the file and control."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise CatalogError(f"{path}: cannot be read ({error.strerror})") from None
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as error:
-        raise CatalogError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise CatalogError(f"{path}: expected a mapping with catalog_version and controls")
+    raw = read_mapping(path, CatalogError, "catalog_version and controls")
     try:
         return Catalog.model_validate(raw)
     except ValidationError as error:

@@ -17,7 +17,6 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,8 +28,9 @@ from pydantic import (
     model_validator,
 )
 
-from policies.catalog import CHECKOV_CHECK_ID, _UniqueKeyLoader
+from policies.catalog import CHECKOV_CHECK_ID
 from policies.findings import Exemption as FindingExemption
+from policies.yaml_files import read_mapping
 
 DEFAULT_EXEMPTIONS = Path(__file__).with_name("exemptions.yaml")
 
@@ -251,18 +251,7 @@ def load_exemptions(
 ) -> Exemptions:
     """Read and validate an exemptions file; raise ExemptionsError naming file, entry, field."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ExemptionsError(f"{path}: cannot be read ({error.strerror})") from None
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as error:
-        raise ExemptionsError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ExemptionsError(
-            f"{path}: expected a mapping with exemptions_version, never_exemptable and exemptions"
-        )
+    raw = read_mapping(path, ExemptionsError, "exemptions_version, never_exemptable and exemptions")
     try:
         parsed = ExemptionsFile.model_validate(raw, context={"today": today or dt.date.today()})
     except ValidationError as error:

@@ -191,11 +191,13 @@ def test_check_ids_are_unique_and_are_the_catalogs() -> None:
 
 
 def test_required_endpoints_are_the_network_layers() -> None:
+    """One definition (modules/endpoints.py) for the layer that creates and the check that
+    judges: the check must not carry a copy of its own."""
     from modules import network  # noqa: PLC0415 (loads cdktf: only this test needs it)
     from policies.checks import vpc_required_privatelink_endpoints as endpoints  # noqa: PLC0415
 
-    assert endpoints.REQUIRED_INTERFACE_ENDPOINTS == network.REQUIRED_INTERFACE_ENDPOINTS
-    assert endpoints.GATEWAY_ENDPOINTS == network.GATEWAY_ENDPOINTS
+    assert endpoints.REQUIRED_INTERFACE_ENDPOINTS is network.REQUIRED_INTERFACE_ENDPOINTS
+    assert endpoints.GATEWAY_ENDPOINTS is network.GATEWAY_ENDPOINTS
 
 
 @pytest.mark.parametrize("check_file", CHECK_FILES, ids=lambda p: p.stem)

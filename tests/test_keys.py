@@ -101,8 +101,7 @@ def grants_not_confined_to_aws_resources(policy_json: str) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def synthesized() -> dict[str, Any]:
+def synth_keys(*, production: bool) -> dict[str, Any]:
     def build(stack: Any) -> None:
         Keys(
             stack,
@@ -113,10 +112,16 @@ def synthesized() -> dict[str, Any]:
                 region=REGION,
                 administrators=ADMINISTRATORS,
                 users=USERS,
+                production=production,
             ),
         )
 
     return synth_stack(build)
+
+
+@pytest.fixture(scope="module")
+def synthesized() -> dict[str, Any]:
+    return synth_keys(production=False)
 
 
 @pytest.fixture(scope="module")
@@ -495,21 +500,7 @@ def test_the_deployer_encrypts_function_environments_through_lambda_and_never_de
 
 @pytest.fixture(scope="module")
 def production_keys() -> dict[str, Any]:
-    def build(stack: Any) -> None:
-        Keys(
-            stack,
-            "keys",
-            config=KeysConfig(
-                environment=ENVIRONMENT,
-                account_id=ACCOUNT,
-                region=REGION,
-                administrators=ADMINISTRATORS,
-                users=USERS,
-                production=True,
-            ),
-        )
-
-    return synth_stack(build)
+    return synth_keys(production=True)
 
 
 def test_production_keys_refuse_destroy(

@@ -25,6 +25,7 @@ from typing import Any
 
 from checkov.common.models.enums import CheckCategories
 
+from modules.endpoints import GATEWAY_ENDPOINTS, REQUIRED_INTERFACE_ENDPOINTS
 from policies.checks._conf import json_document
 from policies.checks._documents import (
     actions,
@@ -33,24 +34,6 @@ from policies.checks._documents import (
     statements,
 )
 from policies.checks._stack import Stack, StackCheck, Verdict, address, refers_to, register
-
-REQUIRED_INTERFACE_ENDPOINTS = (
-    "sagemaker.api",
-    "sagemaker.runtime",
-    "kms",
-    "sts",
-    "logs",
-    "events",
-    "ecr.api",
-    "ecr.dkr",
-    "monitoring",
-    "ssm",
-    "ssmmessages",
-    "ec2messages",
-    "ec2",
-    "xray",
-)
-GATEWAY_ENDPOINTS = ("s3", "dynamodb")
 
 # com.amazonaws.<region>.<service>; the region may be an interpolation (with dots inside).
 SERVICE_NAME = re.compile(r"^com\.amazonaws\.(?:\$\{[^}]*\}|[a-z0-9-]+)\.(?P<service>.+)$")

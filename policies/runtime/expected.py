@@ -17,8 +17,8 @@ from environments.layer_configs import layer_configs
 from environments.schema import OrganizationEnvironment, WorkloadEnvironment
 from modules.audit import AuditConfig
 from modules.detection import DETECTOR_FEATURES, standards_arns
+from modules.endpoints import GATEWAY_ENDPOINTS
 from modules.keys import KeyPurpose
-from modules.network import GATEWAY_ENDPOINTS
 
 # Which key encrypts which bucket (modules/storage.py `Storage`).
 WORKLOAD_BUCKET_KEYS = {
