@@ -242,3 +242,23 @@ def test_missing_synth_is_one_clear_error(
     assert f"{tmp_path / 'manifest.json'}: missing (run `make synth` first)" in (
         capsys.readouterr().err
     )
+
+
+def readme_diagram(readme: str) -> str:
+    """The ```mermaid block of README's Architecture section."""
+    section = readme[readme.index("## Architecture") :]
+    start = section.index("```mermaid\n")
+    end = section.index("```\n", start + len("```mermaid\n")) + len("```\n")
+    return section[start:end]
+
+
+def test_the_readme_shows_the_diagram_of_what_is_synthesized(synthesized: Path) -> None:
+    """README must not drift from the code: its diagram is exactly what the tool draws for
+    the organization and dev (regenerate: make synth, then python -m tools.diagram
+    --environment org --environment dev --markdown --output -)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    drawn = diagram.render(synthesized, environments=["org", "dev"], markdown=True)
+    assert readme_diagram(readme) == drawn
+    # Twin: a README whose diagram lost a line is caught.
+    stale = readme.replace(drawn, drawn.replace("  dev_ml__pipelines_trigger_rule", "  %%", 1))
+    assert readme_diagram(stale) != drawn
