@@ -22,6 +22,7 @@ SCAN_RESULTS ?= reports/scan
 REPORTS ?= reports
 STACKS ?=
 PROFILE ?=
+BENCH_ARGS ?=
 REGION ?=
 
 # Where terraform finds hashicorp/aws 5.100.0 without the internet. Empty means the normal
@@ -31,7 +32,7 @@ PHI_PROVIDER_MIRROR ?= $(firstword $(wildcard /opt/tf-plugins /usr/local/share/t
 export PHI_PROVIDER_MIRROR
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help setup synth synth-local validate plan e2e verify plan-aws apply scan report report-png diagram diff test lint format demo clean
+.PHONY: help setup synth synth-local validate plan e2e verify plan-aws apply scan report report-png diagram diff bench test lint format demo clean
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,6 +94,9 @@ report-png: report ## a screenshot of the evidence report (needs Chromium): repo
 
 diff: $(STAMP) ## what promoting FROM to TO changes (FROM=staging TO=prod; DIFF_FORMAT=markdown)
 	$(PY) -m tools.diff $(FROM) $(TO) --format $(DIFF_FORMAT) $(DIFF_ARGS)
+
+bench: $(STAMP) ## time synth/validate/scan/gate against the naive provider import, and growth (~17 min; BENCH_ARGS=--quick)
+	$(PY) -m tools.bench $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
