@@ -114,12 +114,22 @@ def stack(diff: PromotionDiff, layer: str) -> promotion.StackDifference:
     return found
 
 
+PRODUCTION_TAG = {"default_tags[0].tags.production": ("false", "true")}
+
+
 def changed(diff: PromotionDiff, layer: str) -> dict[str, dict[str, tuple[Any, Any]]]:
-    """address -> attribute path -> (old, new) for one layer."""
+    """address -> attribute path -> (old, new) for one layer's resources; its provider's change
+    (every prod stack's provider tags it production) is asserted apart, by provider_change."""
     return {
         resource.address: {c.path: (c.old, c.new) for c in resource.changes}
         for resource in stack(diff, layer).changed
+        if resource.address != "provider.aws"
     }
+
+
+def provider_change(diff: PromotionDiff, layer: str) -> dict[str, tuple[Any, Any]]:
+    (provider,) = [r for r in stack(diff, layer).changed if r.address == "provider.aws"]
+    return {c.path: (c.old, c.new) for c in provider.changes}
 
 
 # --- staging -> prod: the real promotion ------------------------------------------------------
@@ -172,6 +182,14 @@ def test_staging_to_prod_protects_every_bucket_and_keeps_old_versions_six_years(
     assert len(buckets) == 5
     for address in buckets:
         assert data[address] == {"lifecycle": (ABSENT, {"prevent_destroy": True})}
+    guarded = sorted(
+        address.split(".")[0]
+        for address, attributes in data.items()
+        if attributes.get("lifecycle") == (ABSENT, {"prevent_destroy": True})
+    )
+    assert (
+        guarded == ["aws_kms_key"] * 5 + ["aws_s3_bucket"] * 5 + ["aws_sagemaker_feature_group"] * 2
+    )
     retention = [
         attributes["rule[0].noncurrent_version_expiration[0].noncurrent_days"]
         for address, attributes in data.items()
@@ -194,7 +212,7 @@ def test_staging_to_prod_resources_added_and_removed(promotion_to_prod: Promotio
         "aws_dx_gateway_association",
         "aws_vpc_security_group_ingress_rule",  # HTTPS from the second site range
     }
-    assert not network.removed and not network.changed
+    assert not network.removed and not changed(promotion_to_prod, "network")
     ml = stack(promotion_to_prod, "ml")
     # prod is the production account itself: no cross-account read of its model packages.
     assert [address.split(".")[0] for address in ml.removed] == [
@@ -205,7 +223,16 @@ def test_staging_to_prod_resources_added_and_removed(promotion_to_prod: Promotio
     ]
     assert endpoint["production_variants[0].initial_instance_count"] == (1, 2)
     assert endpoint["data_capture_config.initial_sampling_percentage"] == (25, 10)
-    assert stack(promotion_to_prod, "security").is_unchanged
+    assert not changed(promotion_to_prod, "security")
+
+
+@pytest.mark.parametrize("layer", ["data", "fhir", "network", "ml", "security"])
+def test_staging_to_prod_tags_every_stack_production(
+    promotion_to_prod: PromotionDiff, layer: str
+) -> None:
+    """The provider's default tags say production (CKV_PHI_13 reads them): the only provider
+    difference between the two environments once names are normalized."""
+    assert provider_change(promotion_to_prod, layer) == PRODUCTION_TAG
 
 
 def test_construct_paths_give_the_same_logical_ids_in_every_environment(
@@ -440,7 +467,7 @@ def test_markdown_has_headings_tables_and_details(promotion_to_prod: PromotionDi
     assert "| `production` | `false` | `true` |  |" in markdown
     assert "<summary>Expected per-environment values (" in markdown
     network = stack(promotion_to_prod, "network")
-    assert f"| network | 3 | 0 | 0 | {network.unchanged} |" in markdown
+    assert f"| network | 3 | 1 | 0 | {network.unchanged} |" in markdown  # 1: provider tags
     data_changed = len(stack(promotion_to_prod, "data").changed)
     summary = f"<summary><code>data</code>: 0 added, {data_changed} changed, 0 removed</summary>"
     assert summary in markdown
@@ -463,7 +490,7 @@ def test_text_groups_and_counts(promotion_to_prod: PromotionDiff) -> None:
         f"promotion staging -> prod: {configuration} configuration differences; "
         f"resources: 3 added, {changed_resources} changed, 1 removed"
     )
-    assert "\n  unchanged: security\n" in text
+    assert "\n  unchanged: security\n" not in text  # its provider now tags it production
     assert re.search(r"^  configuration:\n(    .*\n)*    production +false -> true$", text, re.M)
 
 
