@@ -540,6 +540,7 @@ MUTATIONS = [
 class SynthScan:
     scan: Scan
     expected_failures: dict[str, str]  # mutation name -> the address that must fail
+    root: Path  # real/<stack>/ and mutated/<mutation>/<stack>/
 
 
 @pytest.fixture(scope="module")
@@ -560,7 +561,7 @@ def synth_scan(tmp_path_factory: pytest.TempPathFactory) -> SynthScan:
         destination = root / "mutated" / mutation.name / mutation.stack
         destination.mkdir(parents=True)
         (destination / "cdk.tf.json").write_text(json.dumps(document, indent=2))
-    return SynthScan(run_checkov(root), expected_failures)
+    return SynthScan(run_checkov(root), expected_failures, root)
 
 
 def test_real_stacks_pass_every_check(synth_scan: SynthScan) -> None:
@@ -591,3 +592,50 @@ def test_mutation_fails_the_check_on_the_resource(
     assert failed == {address}
     # The twin: the same resource of the untouched stack passes.
     assert (f"real/{mutation.stack}", address, PASSED) in synth_scan.scan.of(mutation.check_id)
+
+
+@pytest.fixture(scope="module")
+def gate_over_mutations(synth_scan: SynthScan, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The gate itself (not bare checkov), once, over every mutated stack, each under the
+    mutation's name as its stack name so every result says which mutation it came from."""
+    from policies import gate  # noqa: PLC0415
+
+    outdir = tmp_path_factory.mktemp("gate")
+    for mutation in MUTATIONS:
+        destination = outdir / "stacks" / mutation.name
+        destination.mkdir(parents=True)
+        shutil.copy(
+            synth_scan.root / "mutated" / mutation.name / mutation.stack / "cdk.tf.json",
+            destination,
+        )
+    return gate.run_gate(outdir)
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: f"{m.check_id}-{m.name}")
+def test_the_gate_fails_a_mutation_and_names_its_controls(
+    mutation: Mutation, synth_scan: SynthScan, gate_over_mutations: Any
+) -> None:
+    """Issue 5's bar: switching off what a custom check guards makes the gate fail, and the
+    failure names the regulatory controls the check evidences (from the catalog)."""
+    from policies import gate  # noqa: PLC0415
+
+    address = synth_scan.expected_failures[mutation.name]
+    failed = [
+        finding
+        for finding in gate_over_mutations.unexempted
+        if finding.stack == mutation.name and finding.check_id == mutation.check_id
+    ]
+    assert [finding.resource for finding in failed] == [address]
+    cited = tuple(c.id for c in load_catalog().controls if mutation.check_id in c.static_checks)
+    assert cited and failed[0].controls == cited
+    assert gate_over_mutations.exit_code == 1
+    table = gate.render_table(gate_over_mutations)
+    rows = [
+        line
+        for line in table.splitlines()
+        if line.startswith("FAIL")
+        and address in line
+        and f" {mutation.check_id} " in line
+        and f" {mutation.name} " in line
+    ]
+    assert len(rows) == 1 and cited[0] in rows[0], rows
