@@ -130,7 +130,9 @@ def https_only_security_group(
         name=name,
         description=description,
         vpc_id=vpc_id,
-        egress=[],
+        # No inline `egress`: with the separate rule resources below it would make every apply
+        # delete their rules and the next one recreate them. Terraform removes the default
+        # allow-all egress rule AWS adds to a new group.
         tags={"Name": name},
     )
     aws.VpcSecurityGroupEgressRule(

@@ -670,7 +670,8 @@ def test_function_reaches_only_https_in_the_vpc(synth: dict[str, Any]) -> None:
     assert [
         (r["ip_protocol"], r["from_port"], r["to_port"], r.get("cidr_ipv4")) for r in egress
     ] == [("tcp", 443, 443, VPC_CIDR)]
-    assert only_named(synth, "aws_security_group", "quarantine_security-group")["egress"] == []
+    # Its rules are the separate resources only: an inline list would fight them on every apply.
+    assert "egress" not in only_named(synth, "aws_security_group", "quarantine_security-group")
 
 
 def task_policy(synthesized: dict[str, Any]) -> dict[str, Any]:

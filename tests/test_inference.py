@@ -267,13 +267,20 @@ def egress_rules(synth: dict[str, Any], group: str) -> list[dict[str, Any]]:
     ]
 
 
+def inline_rules(security_group: dict[str, Any]) -> list[str]:
+    """Inline rule lists on a group whose rules are separate resources: Terraform would make
+    each apply remove the separate rules and the next one add them back."""
+    return [kind for kind in ("ingress", "egress") if kind in security_group]
+
+
 def test_model_security_group_allows_only_https_out_to_the_vpc_and_s3(
     synth: dict[str, Any],
 ) -> None:
     group = ref(synth, "aws_security_group", "id", named="model-security-group")
     security_group = resources(synth, "aws_security_group")
     (definition,) = [g for n, g in security_group.items() if "model-security-group" in n]
-    assert definition["egress"] == [] and "ingress" not in definition
+    assert inline_rules(definition) == []
+    assert inline_rules({**definition, "egress": []}) == ["egress"]  # twin: it would fight
     rules = egress_rules(synth, group)
     assert {(r["ip_protocol"], r["from_port"], r["to_port"]) for r in rules} == {("tcp", 443, 443)}
     assert sorted(r.get("cidr_ipv4", "prefix-list") for r in rules) == [VPC_CIDR, "prefix-list"]
