@@ -512,22 +512,27 @@ def build_app(
     organization = next(e for e in environments if isinstance(e, OrganizationEnvironment))
     workloads = [e for e in environments if isinstance(e, WorkloadEnvironment)]
     app = App(outdir=outdir, stack_traces=False)
-    BootstrapStack(app, BOOTSTRAP_STACK, organization=organization, target=target)
-    GovernanceStack(
+    bootstrap = BootstrapStack(app, BOOTSTRAP_STACK, organization=organization, target=target)
+    governance = GovernanceStack(
         app, f"{organization.name}-governance", organization=organization, target=target
     )
-    OrgAuditStack(
+    audit = OrgAuditStack(
         app,
         f"{organization.name}-audit",
         organization=organization,
         workloads=workloads,
         target=target,
     )
+    # Deployment order for `cdktf deploy '*'` beyond the state reads cdktf already records:
+    # every S3 backend lives in bootstrap's bucket; the accounts exist once governance applied.
+    governance.add_dependency(bootstrap)
+    audit.add_dependency(governance)
     for environment in workloads:
         if selected is not None and environment.name not in selected:
             continue
         context = StackContext(environment, organization, target, layer_configs(environment))
         data = DataStack(app, f"{environment.name}-data", context=context)
+        data.add_dependency(governance)
         if context.configs.fhir is not None:
             FhirStack(
                 app,

@@ -97,6 +97,13 @@ def write_synthesized(outdir: Path, *, path_style: bool = False) -> Path:
             "terraform": {"backend": {backend: {}}},
             "resource": {"aws_s3_bucket": {"b": {"bucket": name}}},
         }
+        if dependencies:  # as cdktf writes a cross-stack reference
+            configuration["data"] = {
+                "terraform_remote_state": {
+                    f"cross-stack-reference-input-{dependency}": {"backend": "s3"}
+                    for dependency in dependencies
+                }
+            }
         (directory / "cdk.tf.json").write_text(json.dumps(configuration))
         manifest["stacks"][name] = {
             "name": name,

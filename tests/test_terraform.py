@@ -15,11 +15,13 @@ propagation (about a minute per stack with buckets).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import socket
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -510,3 +512,478 @@ def test_an_action_moto_lacks_fails_at_once_and_names_itself(emulator: Emulator)
         )
     assert refused.value.response["Error"]["Code"] == "NotImplemented"
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+@pytest.mark.emulator
+def test_aws_managed_policies_attach_on_the_emulator(emulator: Emulator) -> None:
+    iam = client(emulator, "iam", account="111111111111")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    iam.create_role(RoleName="enclave-host", AssumeRolePolicyDocument=json.dumps(trust))
+    managed = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    iam.attach_role_policy(RoleName="enclave-host", PolicyArn=managed)
+    attached = iam.list_attached_role_policies(RoleName="enclave-host")["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [managed]
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        iam.attach_role_policy(
+            RoleName="enclave-host", PolicyArn="arn:aws:iam::aws:policy/NoSuchManagedPolicy"
+        )
+
+
+def endpoint_config(sagemaker: Any, name: str, instance_type: str) -> Any:
+    return sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "primary",
+                "ModelName": "readmission",
+                "InstanceType": instance_type,
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+
+
+@pytest.mark.emulator
+def test_graviton_endpoint_instance_types_are_accepted_as_aws_accepts_them(
+    emulator: Emulator,
+) -> None:
+    sagemaker = client(emulator, "sagemaker", account="111111111111")
+    sagemaker.create_model(
+        ModelName="readmission",
+        PrimaryContainer={"Image": "111111111111.dkr.ecr.us-east-1.amazonaws.com/serve:1"},
+        ExecutionRoleArn="arn:aws:iam::111111111111:role/endpoint",
+    )
+    endpoint_config(sagemaker, "graviton", "ml.c7g.xlarge")
+    described = sagemaker.describe_endpoint_config(EndpointConfigName="graviton")
+    assert described["ProductionVariants"][0]["InstanceType"] == "ml.c7g.xlarge"
+    with pytest.raises(ClientError, match=r"ml\.c7g\.enormous.*failed to satisfy constraint"):
+        endpoint_config(sagemaker, "invented", "ml.c7g.enormous")
+
+
+@pytest.mark.emulator
+def test_model_package_group_policies_round_trip_on_the_emulator(emulator: Emulator) -> None:
+    sagemaker = client(emulator, "sagemaker", account="111111111111")
+    sagemaker.create_model_package_group(ModelPackageGroupName="readmission-risk")
+    policy = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "arn:aws:iam::333333333333:root"},
+                    "Action": "sagemaker:DescribeModelPackage",
+                    "Resource": "*",
+                }
+            ],
+        }
+    )
+    put = sagemaker.put_model_package_group_policy(
+        ModelPackageGroupName="readmission-risk", ResourcePolicy=policy
+    )
+    assert put["ModelPackageGroupArn"].endswith(":model-package-group/readmission-risk")
+    read = sagemaker.get_model_package_group_policy(ModelPackageGroupName="readmission-risk")
+    assert json.loads(read["ResourcePolicy"]) == json.loads(policy)
+
+    sagemaker.delete_model_package_group_policy(ModelPackageGroupName="readmission-risk")
+    with pytest.raises(ClientError, match="Cannot find resource policy for: arn:aws:sagemaker"):
+        sagemaker.get_model_package_group_policy(ModelPackageGroupName="readmission-risk")
+    with pytest.raises(ClientError, match=r"Cannot find Model Package Group: arn:.*/no-such-group"):
+        sagemaker.put_model_package_group_policy(
+            ModelPackageGroupName="no-such-group", ResourcePolicy=policy
+        )
+
+    sagemaker.delete_model_package_group(ModelPackageGroupName="readmission-risk")
+    assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+
+
+@pytest.mark.emulator
+def test_a_model_package_group_with_versions_is_not_deleted(emulator: Emulator) -> None:
+    sagemaker = client(emulator, "sagemaker", account="222222222222")
+    sagemaker.create_model_package_group(ModelPackageGroupName="sepsis")
+    sagemaker.create_model_package(
+        ModelPackageGroupName="sepsis",
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [{"Image": "222222222222.dkr.ecr.us-east-1.amazonaws.com/serve:1"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )
+    with pytest.raises(ClientError, match="ConflictException"):
+        sagemaker.delete_model_package_group(ModelPackageGroupName="sepsis")
+    groups = sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
+    assert [g["ModelPackageGroupName"] for g in groups] == ["sepsis"]
+
+
+@pytest.mark.emulator
+def test_guardduty_feature_updates_change_only_the_features_named(emulator: Emulator) -> None:
+    guardduty = client(emulator, "guardduty", account="111111111111")
+    detector = guardduty.create_detector(Enable=True)["DetectorId"]
+
+    def features() -> dict[str, str]:
+        listed = guardduty.get_detector(DetectorId=detector).get("Features", [])
+        return {feature["Name"]: feature["Status"] for feature in listed}
+
+    for name in ("S3_DATA_EVENTS", "EBS_MALWARE_PROTECTION"):
+        guardduty.update_detector(
+            DetectorId=detector, Features=[{"Name": name, "Status": "ENABLED"}]
+        )
+    assert features() == {"S3_DATA_EVENTS": "ENABLED", "EBS_MALWARE_PROTECTION": "ENABLED"}
+    guardduty.update_detector(
+        DetectorId=detector, Features=[{"Name": "S3_DATA_EVENTS", "Status": "DISABLED"}]
+    )
+    assert features() == {"S3_DATA_EVENTS": "DISABLED", "EBS_MALWARE_PROTECTION": "ENABLED"}
+
+
+@pytest.mark.emulator
+def test_security_hub_configuration_and_standards_on_the_emulator(emulator: Emulator) -> None:
+    securityhub = client(emulator, "securityhub", account="222222222222")
+    standard = "arn:aws:securityhub:us-east-1::standards/cis-aws-foundations-benchmark/v/3.0.0"
+    with pytest.raises(ClientError, match="not subscribed to AWS Security Hub"):
+        securityhub.batch_enable_standards(
+            StandardsSubscriptionRequests=[{"StandardsArn": standard}]
+        )
+    securityhub.enable_security_hub(EnableDefaultStandards=False)
+    securityhub.update_security_hub_configuration(
+        AutoEnableControls=False, ControlFindingGenerator="STANDARD_CONTROL"
+    )
+    hub = securityhub.describe_hub()
+    assert (hub["AutoEnableControls"], hub["ControlFindingGenerator"]) == (
+        False,
+        "STANDARD_CONTROL",
+    )
+
+    enabled = securityhub.batch_enable_standards(
+        StandardsSubscriptionRequests=[{"StandardsArn": standard}]
+    )["StandardsSubscriptions"]
+    subscription = (
+        "arn:aws:securityhub:us-east-1:222222222222:subscription/"
+        "cis-aws-foundations-benchmark/v/3.0.0"
+    )
+    assert [s["StandardsSubscriptionArn"] for s in enabled] == [subscription]
+    listed = securityhub.get_enabled_standards(StandardsSubscriptionArns=[subscription])
+    assert [
+        (s["StandardsArn"], s["StandardsStatus"]) for s in listed["StandardsSubscriptions"]
+    ] == [(standard, "READY")]
+    securityhub.batch_disable_standards(StandardsSubscriptionArns=[subscription])
+    assert securityhub.get_enabled_standards()["StandardsSubscriptions"] == []
+
+
+@pytest.mark.emulator
+def test_monitoring_schedules_live_and_die_on_the_emulator(emulator: Emulator) -> None:
+    sagemaker = client(emulator, "sagemaker", account="111111111111")
+    sagemaker.create_data_quality_job_definition(
+        JobDefinitionName="readmission-data-quality",
+        DataQualityAppSpecification={"ImageUri": "156813124566.dkr.ecr.us-east-1.amazonaws.com/m"},
+        DataQualityJobInput={
+            "EndpointInput": {"EndpointName": "readmission", "LocalPath": "/opt/ml/processing"}
+        },
+        DataQualityJobOutputConfig={
+            "MonitoringOutputs": [
+                {
+                    "S3Output": {
+                        "S3Uri": "s3://captures/reports",
+                        "LocalPath": "/opt/ml/processing/output",
+                    }
+                }
+            ]
+        },
+        JobResources={
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": "ml.m5.xlarge",
+                "VolumeSizeInGB": 20,
+            }
+        },
+        RoleArn="arn:aws:iam::111111111111:role/monitor",
+    )
+    config = {
+        "MonitoringJobDefinitionName": "readmission-data-quality",
+        "MonitoringType": "DataQuality",
+        "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
+    }
+    arn = sagemaker.create_monitoring_schedule(
+        MonitoringScheduleName="hourly",
+        MonitoringScheduleConfig=config,
+        Tags=[{"Key": "environment", "Value": "dev"}],
+    )["MonitoringScheduleArn"]
+    assert arn == "arn:aws:sagemaker:us-east-1:111111111111:monitoring-schedule/hourly"
+
+    described = sagemaker.describe_monitoring_schedule(MonitoringScheduleName="hourly")
+    assert described["MonitoringScheduleStatus"] == "Scheduled"
+    assert described["MonitoringScheduleConfig"] == config
+    assert described["EndpointName"] == "readmission"
+    assert sagemaker.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "environment", "Value": "dev"}]
+    listed = sagemaker.list_monitoring_schedules()["MonitoringScheduleSummaries"]
+    assert [s["MonitoringScheduleName"] for s in listed] == ["hourly"]
+
+    sagemaker.delete_monitoring_schedule(MonitoringScheduleName="hourly")
+    with pytest.raises(ClientError, match="ResourceNotFound"):
+        sagemaker.describe_monitoring_schedule(MonitoringScheduleName="hourly")
+    with pytest.raises(ClientError, match="ResourceNotFound"):
+        sagemaker.create_monitoring_schedule(
+            MonitoringScheduleName="orphan",
+            MonitoringScheduleConfig={**config, "MonitoringJobDefinitionName": "no-such-job"},
+        )
+
+
+def create_feature_group(sagemaker: Any, name: str, **stores: Any) -> str:
+    created = sagemaker.create_feature_group(
+        FeatureGroupName=name,
+        RecordIdentifierFeatureName="patient_id",
+        EventTimeFeatureName="event_time",
+        FeatureDefinitions=[
+            {"FeatureName": "patient_id", "FeatureType": "String"},
+            {"FeatureName": "event_time", "FeatureType": "String"},
+        ],
+        OnlineStoreConfig=stores.get("online", {"EnableOnlineStore": True}),
+        OfflineStoreConfig=stores.get(
+            "offline", {"S3StorageConfig": {"S3Uri": "s3://features/offline"}}
+        ),
+        RoleArn="arn:aws:iam::444444444444:role/features",
+    )
+    return str(created["FeatureGroupArn"])
+
+
+@pytest.mark.emulator
+def test_feature_groups_keep_their_online_store_key_and_glue_table(emulator: Emulator) -> None:
+    sagemaker = client(emulator, "sagemaker", account="444444444444")
+    key = "arn:aws:kms:us-east-1:444444444444:key/feature-store"
+    catalog = {"Catalog": "AwsDataCatalog", "Database": "phi_features", "TableName": "vitals"}
+    create_feature_group(
+        sagemaker,
+        "kept-config",
+        online={"EnableOnlineStore": True, "SecurityConfig": {"KmsKeyId": key}},
+        offline={
+            "S3StorageConfig": {"S3Uri": "s3://features/offline", "KmsKeyId": key},
+            "DataCatalogConfig": catalog,
+            "DisableGlueTableCreation": True,
+        },
+    )
+    described = sagemaker.describe_feature_group(FeatureGroupName="kept-config")
+    assert described["OnlineStoreConfig"]["SecurityConfig"]["KmsKeyId"] == key
+    assert described["OfflineStoreConfig"]["DataCatalogConfig"] == catalog
+
+    # Without a catalog of its own, the group gets one generated, as in AWS.
+    create_feature_group(sagemaker, "generated-catalog")
+    generated = sagemaker.describe_feature_group(FeatureGroupName="generated-catalog")
+    assert generated["OfflineStoreConfig"]["DataCatalogConfig"]["TableName"].startswith(
+        "generated_catalog_"
+    )
+    sagemaker.delete_feature_group(FeatureGroupName="kept-config")
+    sagemaker.delete_feature_group(FeatureGroupName="generated-catalog")
+
+
+@pytest.mark.emulator
+def test_lambda_functions_report_their_dead_letter_queue(emulator: Emulator) -> None:
+    functions = client(emulator, "lambda", account="111111111111")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    client(emulator, "iam", account="111111111111").create_role(
+        RoleName="rollback", AssumeRolePolicyDocument=json.dumps(trust)
+    )
+    queue = "arn:aws:sqs:us-east-1:111111111111:rollback-dead-letters"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as package:
+        package.writestr("handler.py", "def handle(event, context):\n    return event\n")
+
+    def create(name: str, **dead_letters: Any) -> dict[str, Any]:
+        return dict(
+            functions.create_function(
+                FunctionName=name,
+                Runtime="python3.12",
+                Role="arn:aws:iam::111111111111:role/rollback",
+                Handler="handler.handle",
+                Code={"ZipFile": archive.getvalue()},
+                **dead_letters,
+            )
+        )
+
+    create("with-dead-letters", DeadLetterConfig={"TargetArn": queue})
+    create("without-dead-letters")
+    read = functions.get_function_configuration(FunctionName="with-dead-letters")
+    assert read["DeadLetterConfig"] == {"TargetArn": queue}
+    assert "DeadLetterConfig" not in functions.get_function_configuration(
+        FunctionName="without-dead-letters"
+    )
+    functions.update_function_configuration(
+        FunctionName="without-dead-letters", DeadLetterConfig={"TargetArn": queue}
+    )
+    updated = functions.get_function_configuration(FunctionName="without-dead-letters")
+    assert updated["DeadLetterConfig"] == {"TargetArn": queue}
+
+
+@pytest.mark.emulator
+def test_feature_groups_are_listed_and_deleted_on_the_emulator(emulator: Emulator) -> None:
+    sagemaker = client(emulator, "sagemaker", account="444444444444")
+    assert sagemaker.list_feature_groups()["FeatureGroupSummaries"] == []
+    arn = create_feature_group(sagemaker, "patient-vitals")
+    listed = sagemaker.list_feature_groups()["FeatureGroupSummaries"]
+    assert [(g["FeatureGroupName"], g["FeatureGroupArn"]) for g in listed] == [
+        ("patient-vitals", arn)
+    ]
+
+    sagemaker.delete_feature_group(FeatureGroupName="patient-vitals")
+    assert sagemaker.list_feature_groups()["FeatureGroupSummaries"] == []
+    for unknown in (sagemaker.describe_feature_group, sagemaker.delete_feature_group):
+        with pytest.raises(ClientError, match="ResourceNotFound"):
+            unknown(FeatureGroupName="patient-vitals")
+
+
+@pytest.mark.emulator
+def test_flow_logs_to_a_log_group_given_by_arn_deliver(emulator: Emulator) -> None:
+    ec2 = client(emulator, "ec2", account="111111111111")
+    logs = client(emulator, "logs", account="111111111111")
+    vpc = ec2.create_vpc(CidrBlock="10.43.0.0/16")["Vpc"]["VpcId"]
+    logs.create_log_group(logGroupName="/phi-ml/test/flow-logs")
+    arn = "arn:aws:logs:us-east-1:111111111111:log-group:/phi-ml/test/flow-logs"
+
+    def delivery(destination: str) -> tuple[str, str]:
+        created = ec2.create_flow_logs(
+            ResourceIds=[vpc],
+            ResourceType="VPC",
+            TrafficType="ALL",
+            LogDestinationType="cloud-watch-logs",
+            LogDestination=destination,
+            DeliverLogsPermissionArn="arn:aws:iam::111111111111:role/flow-logs",
+        )["FlowLogIds"][0]
+        found = ec2.describe_flow_logs(FlowLogIds=[created])["FlowLogs"][0]
+        return found["DeliverLogsStatus"], found.get("DeliverLogsErrorMessage", "")
+
+    assert delivery(arn) == ("SUCCESS", "")
+    assert delivery(arn.replace("flow-logs", "no-such-group")) == ("FAILED", "Access error")
+
+
+@pytest.mark.emulator
+def test_key_rotation_periods_are_kept_on_the_emulator(emulator: Emulator) -> None:
+    kms = client(emulator, "kms", account="111111111111")
+    yearly, quarterly, never = (kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(3))
+    kms.enable_key_rotation(KeyId=yearly)
+    kms.enable_key_rotation(KeyId=quarterly, RotationPeriodInDays=90)
+
+    def period(key: str) -> tuple[bool, int | None]:
+        found = kms.get_key_rotation_status(KeyId=key)
+        return found["KeyRotationEnabled"], found.get("RotationPeriodInDays")
+
+    assert period(yearly) == (True, 365)
+    assert period(quarterly) == (True, 90)
+    assert period(never) == (False, None)
+
+
+@pytest.mark.emulator
+def test_model_network_isolation_is_kept_on_the_emulator(emulator: Emulator) -> None:
+    sagemaker = client(emulator, "sagemaker", account="111111111111")
+    container = {"Image": "111111111111.dkr.ecr.us-east-1.amazonaws.com/serve:2"}
+    role = "arn:aws:iam::111111111111:role/endpoint"
+    for name, isolated in (("isolated", True), ("connected", False)):
+        sagemaker.create_model(
+            ModelName=name,
+            PrimaryContainer=container,
+            ExecutionRoleArn=role,
+            EnableNetworkIsolation=isolated,
+        )
+        assert sagemaker.describe_model(ModelName=name)["EnableNetworkIsolation"] is isolated
+
+
+@pytest.mark.emulator
+def test_current_organization_service_principals_are_accepted(emulator: Emulator) -> None:
+    organizations = client(emulator, "organizations", account="999999999999")
+    organizations.create_organization(FeatureSet="ALL")
+    member = organizations.create_account(AccountName="audit", Email="audit@example.com")
+    account = member["CreateAccountStatus"]["AccountId"]
+    organizations.enable_aws_service_access(
+        ServicePrincipal="malware-protection.guardduty.amazonaws.com"
+    )
+    organizations.register_delegated_administrator(
+        AccountId=account, ServicePrincipal="config.amazonaws.com"
+    )
+    enabled = organizations.list_aws_service_access_for_organization()
+    assert [p["ServicePrincipal"] for p in enabled["EnabledServicePrincipals"]] == [
+        "malware-protection.guardduty.amazonaws.com"
+    ]
+    with pytest.raises(ClientError, match="unrecognized service principal"):
+        organizations.enable_aws_service_access(ServicePrincipal="invented.amazonaws.com")
+
+
+@pytest.mark.emulator
+def test_trails_are_deleted_by_arn_on_the_emulator(emulator: Emulator) -> None:
+    owner = client(emulator, "s3", account="999999999999")
+    owner.create_bucket(Bucket="trail-archive")
+    cloudtrail = client(emulator, "cloudtrail", account="999999999999")
+    arn = cloudtrail.create_trail(Name="organization-trail", S3BucketName="trail-archive")[
+        "TrailARN"
+    ]
+    cloudtrail.delete_trail(Name=arn)
+    assert cloudtrail.describe_trails()["trailList"] == []
+    with pytest.raises(ClientError, match="TrailNotFoundException"):
+        cloudtrail.delete_trail(Name=arn)
+
+
+@pytest.mark.emulator
+def test_security_hub_organization_admins_are_listed_and_disabled(emulator: Emulator) -> None:
+    organizations = client(emulator, "organizations", account="888888888888")
+    organizations.create_organization(FeatureSet="ALL")
+    member = organizations.create_account(AccountName="security", Email="sec@example.com")
+    admin = member["CreateAccountStatus"]["AccountId"]
+    securityhub = client(emulator, "securityhub", account="888888888888")
+    assert securityhub.list_organization_admin_accounts()["AdminAccounts"] == []
+    securityhub.enable_organization_admin_account(AdminAccountId=admin)
+    listed = securityhub.list_organization_admin_accounts()["AdminAccounts"]
+    assert listed == [{"AccountId": admin, "Status": "ENABLED"}]
+    securityhub.disable_organization_admin_account(AdminAccountId=admin)
+    assert securityhub.list_organization_admin_accounts()["AdminAccounts"] == []
+
+
+def test_a_stack_depends_on_the_stacks_it_reads_not_on_deployment_order(tmp_path: Path) -> None:
+    """The manifest also orders `cdktf deploy` (the organization before its accounts' stacks);
+    a plan or an emulator run needs only the stacks whose state is read."""
+
+    def write(name: str, reads: list[str]) -> None:
+        directory = tmp_path / "stacks" / name
+        directory.mkdir(parents=True)
+        remote = {f"cross-stack-reference-input-{r}": {"backend": "s3"} for r in reads}
+        data = {"terraform_remote_state": remote} if remote else {}
+        (directory / "cdk.tf.json").write_text(json.dumps({"data": data}))
+
+    write("org-governance", [])
+    write("x-data", [])
+    write("x-ml", ["x-data"])
+    manifest = {
+        name: {"workingDirectory": f"stacks/{name}", "dependencies": order}
+        for name, order in [
+            ("org-governance", []),
+            ("x-data", ["org-governance"]),
+            ("x-ml", ["org-governance", "x-data"]),
+        ]
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps({"stacks": manifest}))
+    stacks = runner.load_stacks(tmp_path)
+    assert stacks["x-data"].dependencies == ()
+    assert stacks["x-ml"].dependencies == ("x-data",)
+
+
+@pytest.mark.emulator
+def test_guardduty_organization_admins_are_disabled(emulator: Emulator) -> None:
+    guardduty = client(emulator, "guardduty", account="777777777777")
+    guardduty.enable_organization_admin_account(AdminAccountId="123412341234")
+    guardduty.enable_organization_admin_account(AdminAccountId="567856785678")
+    guardduty.disable_organization_admin_account(AdminAccountId="123412341234")
+    listed = guardduty.list_organization_admin_accounts()["AdminAccounts"]
+    assert [a["AdminAccountId"] for a in listed] == ["567856785678"]

@@ -16,9 +16,13 @@ create at all are listed in NOT_EMULATED_RESOURCE_TYPES for the runner to leave 
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import logging
+import os
 import select
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,10 +40,30 @@ NOT_EMULATED_RESOURCE_TYPES = {
     "aws_dx_gateway_association": "moto 5.2.5 has no Direct Connect gateways",
     "aws_controltower_landing_zone": "moto 5.2.5 has no Control Tower",
     "aws_controltower_control": "moto 5.2.5 has no Control Tower",
+    "aws_config_conformance_pack": "moto 5.2.5 has no AWS Config conformance packs",
+}
+# CloudFormation resource types moto's CloudFormation cannot create. moto skips an unknown type
+# with a warning and still reports CREATE_COMPLETE, so an `aws_cloudformation_stack` holding one
+# would "apply" without creating anything: it is left out like the types above.
+NOT_EMULATED_CLOUDFORMATION_TYPES = {
+    "AWS::HealthLake::FHIRDatastore": "moto 5.2.5 has no HealthLake",
 }
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_SECONDS = 60.0
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
+
+
+def not_emulated_reason(resource_type: str, configuration: dict[str, Any]) -> str | None:
+    """Why the emulator cannot create this resource, or None when it can."""
+    if resource_type in NOT_EMULATED_RESOURCE_TYPES:
+        return NOT_EMULATED_RESOURCE_TYPES[resource_type]
+    if resource_type == "aws_cloudformation_stack":
+        template = str(configuration.get("template_body", ""))
+        missing = sorted(t for t in NOT_EMULATED_CLOUDFORMATION_TYPES if f'"{t}"' in template)
+        if missing:
+            reasons = sorted({NOT_EMULATED_CLOUDFORMATION_TYPES[t] for t in missing})
+            return f"{'; '.join(reasons)} (template holds {', '.join(missing)})"
+    return None
 
 
 class EmulatorError(RuntimeError):
@@ -53,6 +77,12 @@ class Emulator:
     @property
     def endpoint_url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+    def is_serving(self) -> bool:
+        """Whether something still accepts connections on the emulator's port."""
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            return probe.connect_ex((LOOPBACK, self.port)) == 0
 
 
 @contextmanager
@@ -209,6 +239,259 @@ def _emulate_vgw_route_propagation() -> None:
     EC2Response.disable_vgw_route_propagation = disable_vgw_route_propagation  # type: ignore[attr-defined]
 
 
+def _keep_feature_group_store_configuration() -> None:
+    """Keep a feature group's online store configuration and its own Glue table, as AWS does.
+
+    moto 5.2.5 drops OnlineStoreConfig (so nobody can read the online store's KMS key back)
+    and replaces the offline store's DataCatalogConfig with a table of its own invention, so
+    the AWS provider sees a different catalog after every apply and plans to replace the group.
+    AWS keeps the caller's DataCatalogConfig when one is given, and reports OnlineStoreConfig.
+    """
+    from moto.sagemaker.models import FeatureGroup  # noqa: PLC0415
+    from moto.sagemaker.responses import SageMakerResponse  # noqa: PLC0415
+
+    create = SageMakerResponse.create_feature_group
+
+    def create_keeping_configuration(self: Any) -> Any:
+        requested = copy.deepcopy(self._get_param("OfflineStoreConfig") or {})
+        created = create(self)
+        name = self._get_param("FeatureGroupName")
+        group = next(
+            g
+            for g in self.sagemaker_backend.feature_groups.values()
+            if g.feature_group_name == name
+        )
+        group.online_store_config = self._get_param("OnlineStoreConfig")
+        if "DataCatalogConfig" in requested:
+            group.offline_store_config["DataCatalogConfig"] = requested["DataCatalogConfig"]
+        return created
+
+    describe = FeatureGroup.describe
+
+    def describe_with_online_store(self: FeatureGroup) -> dict[str, Any]:
+        described = dict(describe(self))
+        online = getattr(self, "online_store_config", None)
+        return {**described, "OnlineStoreConfig": online} if online else described
+
+    SageMakerResponse.create_feature_group = create_keeping_configuration  # type: ignore[method-assign]
+    FeatureGroup.describe = describe_with_online_store  # type: ignore[method-assign]
+
+
+def _list_and_disable_security_hub_organization_admins() -> None:
+    """Add ListOrganizationAdminAccounts and DisableOrganizationAdminAccount to moto 5.2.5's
+    Security Hub, which implements only the Enable call and routes neither path (404).
+
+    `aws_securityhub_organization_admin_account` waits for the delegated administrator to
+    be listed as ENABLED after enabling it, and disables it on destroy. The administrator is
+    the one moto's Enable call records for the organization.
+    """
+    from moto.securityhub import urls  # noqa: PLC0415
+    from moto.securityhub.responses import SecurityHubResponse  # noqa: PLC0415
+
+    urls.url_paths["{0}/organization/admin$"] = SecurityHubResponse.dispatch
+    urls.url_paths["{0}/organization/admin/disable$"] = SecurityHubResponse.dispatch
+
+    def list_organization_admin_accounts(self: SecurityHubResponse) -> str:
+        admin = self.securityhub_backend._get_org_config()["admin_account_id"]
+        listed = [{"AccountId": admin, "Status": "ENABLED"}] if admin else []
+        return json.dumps({"AdminAccounts": listed})
+
+    def disable_organization_admin_account(self: SecurityHubResponse) -> str:
+        configuration = self.securityhub_backend._get_org_config()
+        wanted = json.loads(self.body or "{}").get("AdminAccountId")
+        if configuration["admin_account_id"] == wanted:
+            configuration["admin_account_id"] = None
+        return "{}"
+
+    SecurityHubResponse.list_organization_admin_accounts = list_organization_admin_accounts  # type: ignore[attr-defined]
+    SecurityHubResponse.disable_organization_admin_account = disable_organization_admin_account  # type: ignore[attr-defined]
+
+
+def _disable_guardduty_organization_admins() -> None:
+    """Add GuardDuty's DisableOrganizationAdminAccount, which moto 5.2.5 neither routes (404)
+    nor implements; `aws_guardduty_organization_admin_account` calls it on destroy."""
+    from moto.guardduty import urls  # noqa: PLC0415
+    from moto.guardduty.responses import GuardDutyResponse  # noqa: PLC0415
+
+    urls.url_paths["{0}/admin/disable$"] = GuardDutyResponse.dispatch
+
+    def disable_organization_admin_account(self: GuardDutyResponse) -> str:
+        admin = self._get_param("adminAccountId")
+        admins = self.guardduty_backend.admin_account_ids
+        admins[:] = [account for account in admins if account != admin]
+        return "{}"
+
+    GuardDutyResponse.disable_organization_admin_account = disable_organization_admin_account  # type: ignore[attr-defined]
+
+
+def _delete_trails_by_arn() -> None:
+    """Let DeleteTrail take the trail's ARN, as AWS does; moto 5.2.5 matches names only and
+    silently keeps a trail named by ARN, which is how the AWS provider deletes one (its id is
+    the ARN): `terraform destroy` reported the organization trail gone while it stayed."""
+    from moto.cloudtrail.models import CloudTrailBackend  # noqa: PLC0415
+
+    delete = CloudTrailBackend.delete_trail
+
+    def delete_by_name_or_arn(self: CloudTrailBackend, name: str) -> None:
+        delete(self, self.get_trail(name).trail_name)
+
+    CloudTrailBackend.delete_trail = delete_by_name_or_arn  # type: ignore[method-assign]
+
+
+def _know_current_organization_service_principals() -> None:
+    """Accept the Organizations service principals AWS accepts that moto 5.2.5 does not know.
+
+    Trusted access for GuardDuty Malware Protection (malware-protection.guardduty.amazonaws.com)
+    and delegated administration of AWS Config (config.amazonaws.com) are both in AWS's list
+    of services integrated with Organizations; moto's lists predate them and refuse the
+    organization stack with "You specified an unrecognized service principal."
+    """
+    from moto.organizations.models import (  # noqa: PLC0415
+        FakeDelegatedAdministrator,
+        FakeServiceAccess,
+    )
+
+    FakeServiceAccess.TRUSTED_SERVICES.append("malware-protection.guardduty.amazonaws.com")
+    FakeDelegatedAdministrator.SUPPORTED_SERVICES.append("config.amazonaws.com")
+
+
+def _keep_model_network_isolation() -> None:
+    """Keep a SageMaker model's EnableNetworkIsolation, which moto 5.2.5 always reports false.
+
+    Network isolation is one of the controls on the inference path (the model container gets
+    no network at all); an emulator that reads it back as off would under-report it, and the
+    AWS provider would replace the model after every apply.
+    """
+    from moto.sagemaker.responses import SageMakerResponse  # noqa: PLC0415
+
+    create = SageMakerResponse.create_model
+
+    def create_keeping_isolation(self: Any) -> Any:
+        created = create(self)
+        model = self.sagemaker_backend.describe_model(self._get_param("ModelName"))
+        model.enable_network_isolation = bool(self._get_param("EnableNetworkIsolation"))
+        return created
+
+    SageMakerResponse.create_model = create_keeping_isolation  # type: ignore[method-assign]
+
+
+def _keep_key_rotation_periods() -> None:
+    """Keep the rotation period EnableKeyRotation sets and report it, as AWS does.
+
+    moto 5.2.5 ignores RotationPeriodInDays and leaves it out of GetKeyRotationStatus, so the
+    AWS provider reads 0 back for every key and plans to set it to 365 after every apply:
+    the platform's stacks would never converge. AWS defaults the period to 365 days.
+    """
+    from moto.kms.responses import KmsResponse  # noqa: PLC0415
+
+    enable = KmsResponse.enable_key_rotation
+    status = KmsResponse.get_key_rotation_status
+
+    def key(response: KmsResponse) -> Any:
+        backend = response.kms_backend
+        return backend.keys[backend.get_key_id(response._get_param("KeyId"))]
+
+    def enable_with_period(self: KmsResponse) -> str:
+        enabled = enable(self)
+        key(self).rotation_period_in_days = self._get_param("RotationPeriodInDays") or 365
+        return str(enabled)
+
+    def status_with_period(self: KmsResponse) -> str:
+        reported = json.loads(status(self))
+        if reported.get("KeyRotationEnabled"):
+            reported["RotationPeriodInDays"] = getattr(key(self), "rotation_period_in_days", 365)
+        return json.dumps(reported)
+
+    KmsResponse.enable_key_rotation = enable_with_period  # type: ignore[method-assign]
+    KmsResponse.get_key_rotation_status = status_with_period  # type: ignore[method-assign]
+
+
+def _keep_lambda_dead_letter_queues() -> None:
+    """Store and report a Lambda function's DeadLetterConfig, which moto 5.2.5 ignores.
+
+    The functions (quarantine, rollback) send failed events to an encrypted dead-letter
+    queue; without this GetFunctionConfiguration never shows it, so neither the AWS provider
+    nor the runtime evidence check can read it back.
+    """
+    from moto.awslambda.models import LambdaFunction  # noqa: PLC0415
+
+    initialize = LambdaFunction.__init__
+    update = LambdaFunction.update_configuration
+    configuration = LambdaFunction.get_configuration
+
+    signature = inspect.signature(initialize)
+
+    def initialize_with_dead_letters(self: Any, *args: Any, **kwargs: Any) -> None:
+        initialize(self, *args, **kwargs)
+        spec = signature.bind(self, *args, **kwargs).arguments["spec"]
+        self.dead_letter_config = spec.get("DeadLetterConfig")
+
+    def update_with_dead_letters(self: Any, config_updates: dict[str, Any]) -> dict[str, Any]:
+        if "DeadLetterConfig" in config_updates:
+            self.dead_letter_config = config_updates["DeadLetterConfig"]
+        return dict(update(self, config_updates))
+
+    def configuration_with_dead_letters(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        reported = dict(configuration(self, *args, **kwargs))
+        target = (getattr(self, "dead_letter_config", None) or {}).get("TargetArn")
+        return {**reported, "DeadLetterConfig": {"TargetArn": target}} if target else reported
+
+    LambdaFunction.__init__ = initialize_with_dead_letters  # type: ignore[method-assign]
+    LambdaFunction.update_configuration = update_with_dead_letters  # type: ignore[method-assign]
+    LambdaFunction.get_configuration = configuration_with_dead_letters  # type: ignore[method-assign]
+
+
+def _list_and_delete_feature_groups() -> None:
+    """Add ListFeatureGroups and DeleteFeatureGroup, missing from moto 5.2.5 (which stores the
+    groups, by ARN), and answer DescribeFeatureGroup of an unknown group with ResourceNotFound.
+
+    Without them nothing can enumerate the feature groups of an account (the runtime evidence
+    checks, the sweep for what a destroy left behind) and `terraform destroy` cannot delete
+    one; moto's KeyError on an unknown name is an HTTP 500, where AWS says ResourceNotFound,
+    which is what the AWS provider waits for after a delete.
+    """
+    from moto.core.responses import ActionResult, EmptyResult  # noqa: PLC0415
+    from moto.sagemaker.exceptions import ResourceNotFound  # noqa: PLC0415
+    from moto.sagemaker.models import SageMakerModelBackend  # noqa: PLC0415
+    from moto.sagemaker.responses import SageMakerResponse  # noqa: PLC0415
+
+    def arn_of(backend: SageMakerModelBackend, name: str) -> str:
+        for arn, group in backend.feature_groups.items():
+            if name in (group.feature_group_name, arn):
+                return str(arn)
+        raise ResourceNotFound(message=f"Resource Not Found: Feature Group {name} not found")
+
+    describe = SageMakerModelBackend.describe_feature_group
+
+    def describe_known_feature_group(
+        self: SageMakerModelBackend, feature_group_name: str
+    ) -> dict[str, Any]:
+        arn_of(self, feature_group_name)
+        return dict(describe(self, feature_group_name))
+
+    def delete_feature_group(self: Any) -> EmptyResult:
+        backend = self.sagemaker_backend
+        del backend.feature_groups[arn_of(backend, self._get_param("FeatureGroupName"))]
+        return EmptyResult()
+
+    SageMakerModelBackend.describe_feature_group = describe_known_feature_group  # type: ignore[method-assign]
+    SageMakerResponse.delete_feature_group = delete_feature_group  # type: ignore[attr-defined]
+
+    def list_feature_groups(self: Any) -> ActionResult:
+        summaries = [
+            {
+                "FeatureGroupName": group.feature_group_name,
+                "FeatureGroupArn": group.arn,
+                "CreationTime": group.creation_time,
+                "FeatureGroupStatus": "Created",  # as moto describes every group
+            }
+            for group in self.sagemaker_backend.feature_groups.values()
+        ]
+        return ActionResult({"FeatureGroupSummaries": summaries})
+
+    SageMakerResponse.list_feature_groups = list_feature_groups  # type: ignore[attr-defined]
+
+
 def _tag_feature_groups() -> None:
     """Let moto 5.2.5 find SageMaker feature groups by ARN for the tagging API.
 
@@ -226,6 +509,355 @@ def _tag_feature_groups() -> None:
         return resolve(self, arn)
 
     SageMakerModelBackend._get_resource_from_arn = resolve_feature_groups_too  # type: ignore[method-assign]
+
+
+def _load_aws_managed_policies() -> None:
+    """Give every emulated account the AWS managed IAM policies, as AWS does.
+
+    moto 5 leaves them out unless asked (they cost memory), so attaching one, such as the
+    enclave hosts' AmazonSSMManagedInstanceCore, fails with NoSuchEntity. Read when an
+    account's IAM backend is created, so setting it before serving is enough.
+    """
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+
+
+def _validate_endpoint_instance_types_as_aws_does() -> None:
+    """Check endpoint configuration instance types against SageMaker's current list.
+
+    moto 5.2.5 validates them against a list of its own from before Graviton endpoints, so
+    `ml.c7g.xlarge` is refused. botocore ships the API's own enumeration
+    (ProductionVariantInstanceType); AWS validates against that, so the emulator does too.
+    """
+    import botocore.session  # noqa: PLC0415
+    from moto.sagemaker.exceptions import ValidationError  # noqa: PLC0415
+    from moto.sagemaker.models import FakeEndpointConfig  # noqa: PLC0415
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    valid = frozenset(model.shape_for("ProductionVariantInstanceType").enum)
+
+    def validate_instance_type(self: Any, instance_type: str) -> None:
+        if instance_type not in valid:
+            raise ValidationError(
+                message=f"Value '{instance_type}' at 'instanceType' failed to satisfy "
+                f"constraint: Member must satisfy enum value set: {sorted(valid)}"
+            )
+
+    FakeEndpointConfig.validate_instance_type = validate_instance_type  # type: ignore[method-assign]
+
+
+def _emulate_model_package_group_policies() -> None:
+    """Add Put/Get/DeleteModelPackageGroupPolicy and DeleteModelPackageGroup, missing from
+    moto 5.2.5.
+
+    The registry grants the production account read access to approved models with a group
+    policy (`aws_sagemaker_model_package_group_policy`); moto does not implement the calls.
+    The policy is kept on the group, as AWS keeps it; asking for the policy of a group that
+    does not exist, or has none, gives SageMaker's ValidationException ("Cannot find Model
+    Package Group: ARN", "Cannot find resource policy for: ARN"), which the AWS provider
+    treats as "not found".
+    """
+    from moto.core.exceptions import ServiceException  # noqa: PLC0415
+    from moto.core.responses import ActionResult, EmptyResult  # noqa: PLC0415
+    from moto.sagemaker.exceptions import ValidationError  # noqa: PLC0415
+    from moto.sagemaker.responses import SageMakerResponse  # noqa: PLC0415
+
+    class ConflictError(ServiceException):
+        code = "ConflictException"
+
+    def group(response: Any) -> Any:
+        name = response._get_param("ModelPackageGroupName")
+        backend = response.sagemaker_backend
+        found = backend.model_package_groups.get(name)
+        if found is None:
+            arn = f"arn:aws:sagemaker:{backend.region_name}:{backend.account_id}"
+            raise ValidationError(
+                message=f"Cannot find Model Package Group: {arn}:model-package-group/{name}"
+            )
+        return found
+
+    def put_model_package_group_policy(self: Any) -> ActionResult:
+        found = group(self)
+        found.resource_policy = self._get_param("ResourcePolicy")
+        return ActionResult({"ModelPackageGroupArn": found.arn})
+
+    def get_model_package_group_policy(self: Any) -> ActionResult:
+        found = group(self)
+        policy = getattr(found, "resource_policy", None)
+        if policy is None:
+            raise ValidationError(message=f"Cannot find resource policy for: {found.arn}")
+        return ActionResult({"ResourcePolicy": policy})
+
+    def delete_model_package_group_policy(self: Any) -> EmptyResult:
+        group(self).resource_policy = None
+        return EmptyResult()
+
+    def delete_model_package_group(self: Any) -> EmptyResult:
+        # AWS refuses to delete a group that still holds model versions; so does this.
+        found = group(self)
+        backend = self.sagemaker_backend
+        if any(
+            package.model_package_group_name == found.model_package_group_name
+            for package in backend.model_packages.values()
+        ):
+            raise ConflictError(
+                f"Model Package Group {found.model_package_group_name} still has model packages"
+            )
+        del backend.model_package_groups[found.model_package_group_name]
+        return EmptyResult()
+
+    SageMakerResponse.put_model_package_group_policy = put_model_package_group_policy  # type: ignore[attr-defined]
+    SageMakerResponse.get_model_package_group_policy = get_model_package_group_policy  # type: ignore[attr-defined]
+    SageMakerResponse.delete_model_package_group_policy = delete_model_package_group_policy  # type: ignore[attr-defined]
+    SageMakerResponse.delete_model_package_group = delete_model_package_group  # type: ignore[attr-defined]
+
+
+def _emulate_monitoring_schedules() -> None:
+    """Add SageMaker Model Monitor schedules, missing from moto 5.2.5.
+
+    The monitoring layer schedules a data-quality job hourly (`aws_sagemaker_monitoring_schedule`)
+    and routes its violations to the rollback function through an EventBridge rule naming the
+    schedule; without the schedule that whole path could not be applied. Create, Describe,
+    List, Update and Delete behave as in AWS for one schedule per job definition: the job
+    definition must exist, the schedule is `Scheduled` at once (AWS: within seconds), an
+    unknown name is ResourceNotFound (what the AWS provider waits for after a delete), and
+    its ARN works with the tagging API.
+    """
+    from moto.core.responses import ActionResult, EmptyResult  # noqa: PLC0415
+    from moto.core.utils import utcnow  # noqa: PLC0415
+    from moto.sagemaker.exceptions import ResourceNotFound, ValidationError  # noqa: PLC0415
+    from moto.sagemaker.models import SageMakerModelBackend  # noqa: PLC0415
+    from moto.sagemaker.responses import SageMakerResponse  # noqa: PLC0415
+
+    class MonitoringSchedule:
+        def __init__(self, backend: Any, name: str, config: dict[str, Any], tags: Any) -> None:
+            self.name = name
+            self.arn = (
+                f"arn:aws:sagemaker:{backend.region_name}:{backend.account_id}"
+                f":monitoring-schedule/{name}"
+            )
+            self.tags: list[dict[str, str]] = list(tags or [])
+            self.creation_time = utcnow()
+            self.configure(backend, config)
+
+        def configure(self, backend: Any, config: dict[str, Any]) -> None:
+            definition_name = config.get("MonitoringJobDefinitionName")
+            definition = backend.data_quality_job_definitions.get(definition_name)
+            if definition_name and definition is None:
+                raise ResourceNotFound(message=f"Job definition {definition_name} not found")
+            self.config = config
+            self.endpoint_name = (
+                (definition.data_quality_job_input.get("EndpointInput") or {}).get("EndpointName")
+                if definition is not None
+                else None
+            )
+            self.last_modified_time = utcnow()
+
+        def summary(self) -> dict[str, Any]:
+            return {
+                "MonitoringScheduleName": self.name,
+                "MonitoringScheduleArn": self.arn,
+                "CreationTime": self.creation_time,
+                "LastModifiedTime": self.last_modified_time,
+                "MonitoringScheduleStatus": "Scheduled",
+                "EndpointName": self.endpoint_name,
+                "MonitoringJobDefinitionName": self.config.get("MonitoringJobDefinitionName"),
+                "MonitoringType": self.config.get("MonitoringType"),
+            }
+
+    def schedules(backend: Any) -> dict[str, MonitoringSchedule]:
+        found: dict[str, MonitoringSchedule] = backend.__dict__.setdefault(
+            "monitoring_schedules", {}
+        )
+        return found
+
+    def named(response: Any) -> MonitoringSchedule:
+        name = response._get_param("MonitoringScheduleName")
+        schedule = schedules(response.sagemaker_backend).get(name)
+        if schedule is None:
+            raise ResourceNotFound(message=f"Monitoring schedule {name} does not exist")
+        return schedule
+
+    def create_monitoring_schedule(self: Any) -> ActionResult:
+        backend = self.sagemaker_backend
+        name = self._get_param("MonitoringScheduleName")
+        if name in schedules(backend):
+            raise ValidationError(message=f"Monitoring schedule {name} already exists")
+        schedule = MonitoringSchedule(
+            backend, name, self._get_param("MonitoringScheduleConfig"), self._get_param("Tags")
+        )
+        schedules(backend)[name] = schedule
+        return ActionResult({"MonitoringScheduleArn": schedule.arn})
+
+    def describe_monitoring_schedule(self: Any) -> ActionResult:
+        schedule = named(self)
+        described = schedule.summary()
+        described.pop("MonitoringJobDefinitionName")
+        return ActionResult({**described, "MonitoringScheduleConfig": schedule.config})
+
+    def list_monitoring_schedules(self: Any) -> ActionResult:
+        listed = [s.summary() for s in schedules(self.sagemaker_backend).values()]
+        return ActionResult({"MonitoringScheduleSummaries": listed})
+
+    def update_monitoring_schedule(self: Any) -> ActionResult:
+        schedule = named(self)
+        schedule.configure(self.sagemaker_backend, self._get_param("MonitoringScheduleConfig"))
+        return ActionResult({"MonitoringScheduleArn": schedule.arn})
+
+    def delete_monitoring_schedule(self: Any) -> EmptyResult:
+        del schedules(self.sagemaker_backend)[named(self).name]
+        return EmptyResult()
+
+    for action in (
+        create_monitoring_schedule,
+        describe_monitoring_schedule,
+        list_monitoring_schedules,
+        update_monitoring_schedule,
+        delete_monitoring_schedule,
+    ):
+        setattr(SageMakerResponse, action.__name__, action)
+
+    resolve = SageMakerModelBackend._get_resource_from_arn
+
+    def resolve_monitoring_schedules_too(self: SageMakerModelBackend, arn: str) -> Any:
+        if ":monitoring-schedule/" in arn:
+            return schedules(self).get(arn.rsplit("/", 1)[1]) or resolve(self, arn)
+        return resolve(self, arn)
+
+    SageMakerModelBackend._get_resource_from_arn = resolve_monitoring_schedules_too  # type: ignore[method-assign]
+
+
+def _deliver_flow_logs_to_log_groups_named_by_arn() -> None:
+    """Check a flow log's CloudWatch Logs destination when it is given by ARN, as AWS does.
+
+    moto 5.2.5 looks the log group up by LogGroupName only; the network layer names it by
+    LogDestination (the group's ARN), so moto marks every such flow log FAILED, "Access error",
+    although the group exists. The group name is taken from the ARN for that check; a group
+    that does not exist still fails delivery.
+    """
+    from moto.ec2.models.flow_logs import FlowLogsBackend  # noqa: PLC0415
+
+    create = FlowLogsBackend.create_flow_logs
+    signature = inspect.signature(create)
+
+    def create_with_destination_group(self: FlowLogsBackend, *args: Any, **kwargs: Any) -> Any:
+        request = signature.bind(self, *args, **kwargs).arguments
+        destination = request.get("log_destination") or ""
+        if (
+            request.get("log_destination_type") in (None, "cloud-watch-logs")
+            and request.get("log_group_name") is None
+            and ":log-group:" in destination
+        ):
+            request["log_group_name"] = destination.split(":log-group:", 1)[1].removesuffix(":*")
+        return create(**request)
+
+    FlowLogsBackend.create_flow_logs = create_with_destination_group  # type: ignore[method-assign]
+
+
+def _merge_guardduty_features() -> None:
+    """Let UpdateDetector change only the features it names, as AWS does.
+
+    moto 5.2.5 replaces the detector's whole feature list with the request's, so the AWS
+    provider's one-feature-per-resource updates (`aws_guardduty_detector_feature` for S3 data
+    events, then EBS malware protection) undo each other and the first never reads back
+    ("empty result").
+    """
+    from moto.guardduty.models import Detector  # noqa: PLC0415
+
+    update = Detector.update
+
+    def update_named_features(
+        self: Detector,
+        enable: bool,
+        finding_publishing_frequency: str,
+        data_sources: dict[str, Any],
+        features: list[dict[str, Any]],
+    ) -> None:
+        if features is not None:
+            named = {feature["name"]: feature for feature in self.features}
+            named |= {feature["name"]: feature for feature in features}
+            features = list(named.values())
+        update(self, enable, finding_publishing_frequency, data_sources, features)
+
+    Detector.update = update_named_features  # type: ignore[method-assign]
+
+
+def _emulate_security_hub_configuration_and_standards() -> None:
+    """Add UpdateSecurityHubConfiguration and the standards calls, missing from moto 5.2.5.
+
+    `aws_securityhub_account` sets AutoEnableControls and ControlFindingGenerator after
+    enabling the hub, and `aws_securityhub_standards_subscription` (FSBP, CIS, NIST 800-53)
+    calls BatchEnableStandards, GetEnabledStandards and BatchDisableStandards. moto routes
+    none of the standards paths and implements none of the four actions. Subscriptions are
+    READY at once (AWS takes minutes); the subscription ARN is AWS's: the standard's path
+    under `subscription/` in the account and region.
+    """
+    from moto.securityhub import urls  # noqa: PLC0415
+    from moto.securityhub.models import SecurityHubBackend  # noqa: PLC0415
+    from moto.securityhub.responses import SecurityHubResponse  # noqa: PLC0415
+
+    for path in ("{0}/standards/register$", "{0}/standards/deregister$", "{0}/standards/get$"):
+        urls.url_paths[path] = SecurityHubResponse.dispatch
+
+    def subscriptions(backend: SecurityHubBackend) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = backend.__dict__.setdefault("standards", {})
+        return found
+
+    def request(response: SecurityHubResponse) -> dict[str, Any]:
+        return dict(json.loads(response.body)) if response.body else {}
+
+    def update_security_hub_configuration(self: SecurityHubResponse) -> str:
+        backend = self.securityhub_backend
+        backend.describe_hub()  # refuses an account that has not enabled the hub
+        backend.__dict__.setdefault("configuration", {}).update(request(self))
+        return "{}"
+
+    describe_hub = SecurityHubBackend.describe_hub
+
+    def describe_configured_hub(self: SecurityHubBackend, hub_arn: str | None = None) -> Any:
+        return {**describe_hub(self, hub_arn), **self.__dict__.get("configuration", {})}
+
+    def batch_enable_standards(self: SecurityHubResponse) -> str:
+        backend = self.securityhub_backend
+        backend.describe_hub()
+        enabled = []
+        for wanted in request(self).get("StandardsSubscriptionRequests", []):
+            standard = wanted["StandardsArn"]
+            path = standard.split(":", 5)[5].split("/", 1)[1]
+            account = f"{backend.region_name}:{backend.account_id}"
+            arn = f"arn:aws:securityhub:{account}:subscription/{path}"
+            subscription = {
+                "StandardsSubscriptionArn": arn,
+                "StandardsArn": standard,
+                "StandardsInput": wanted.get("StandardsInput", {}),
+                "StandardsStatus": "READY",
+            }
+            subscriptions(backend)[arn] = subscription
+            enabled.append(subscription)
+        return json.dumps({"StandardsSubscriptions": enabled})
+
+    def get_enabled_standards(self: SecurityHubResponse) -> str:
+        wanted = request(self).get("StandardsSubscriptionArns")
+        found = [
+            subscription
+            for arn, subscription in subscriptions(self.securityhub_backend).items()
+            if not wanted or arn in wanted
+        ]
+        return json.dumps({"StandardsSubscriptions": found})
+
+    def batch_disable_standards(self: SecurityHubResponse) -> str:
+        known = subscriptions(self.securityhub_backend)
+        removed = [
+            {**known.pop(arn), "StandardsStatus": "DELETING"}
+            for arn in request(self).get("StandardsSubscriptionArns", [])
+            if arn in known
+        ]
+        return json.dumps({"StandardsSubscriptions": removed})
+
+    SecurityHubResponse.update_security_hub_configuration = update_security_hub_configuration  # type: ignore[attr-defined]
+    SecurityHubResponse.batch_enable_standards = batch_enable_standards  # type: ignore[attr-defined]
+    SecurityHubResponse.get_enabled_standards = get_enabled_standards  # type: ignore[attr-defined]
+    SecurityHubResponse.batch_disable_standards = batch_disable_standards  # type: ignore[attr-defined]
+    SecurityHubBackend.describe_hub = describe_configured_hub  # type: ignore[method-assign]
 
 
 def _refuse_unimplemented_actions_at_once() -> None:
@@ -260,6 +892,22 @@ def serve() -> None:
     _apply_conditional_denies_only_when_provable()
     _emulate_vgw_route_propagation()
     _tag_feature_groups()
+    _list_and_delete_feature_groups()
+    _keep_feature_group_store_configuration()
+    _keep_lambda_dead_letter_queues()
+    _keep_key_rotation_periods()
+    _keep_model_network_isolation()
+    _know_current_organization_service_principals()
+    _list_and_disable_security_hub_organization_admins()
+    _delete_trails_by_arn()
+    _disable_guardduty_organization_admins()
+    _load_aws_managed_policies()
+    _validate_endpoint_instance_types_as_aws_does()
+    _emulate_model_package_group_policies()
+    _emulate_monitoring_schedules()
+    _merge_guardduty_features()
+    _deliver_flow_logs_to_log_groups_named_by_arn()
+    _emulate_security_hub_configuration_and_standards()
     _refuse_unimplemented_actions_at_once()
     # One line per request would bury the tracebacks that explain a failed terraform call.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -9,7 +9,7 @@ those named), several at a time. plan needs the local target (`PHI_TARGET=local 
 bucket and key every S3 backend uses), applies every stack that another stack reads through
 remote state, and plans the rest, in dependency order, in a temporary copy of the output so the
 synthesized directory stays exactly as main.py wrote it. Naming stacks also runs the stacks they
-read. Resource types moto cannot create (tools.emulator.NOT_EMULATED_RESOURCE_TYPES) are
+read. Resources moto cannot create (tools.emulator.not_emulated_reason) are
 planned but left out of applies, and the summary names them.
 
 PHI_PROVIDER_MIRROR=DIR installs providers from a filesystem mirror (offline); unset, they come
@@ -39,7 +39,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from tools.emulator import NOT_EMULATED_RESOURCE_TYPES, running_emulator
+from tools.emulator import not_emulated_reason, running_emulator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".cache" / "terraform"
@@ -51,6 +51,8 @@ DEFAULT_OUTDIR = Path("cdktf.out")
 BOOTSTRAP_STACK = "bootstrap"
 PLAN_FILE = "emulator.tfplan"
 EMULATED_PLAN_FILE = "emulated-only.tfplan"
+EMULATOR_OVERRIDE_FILE = "emulator_override.tf.json"
+EMULATOR_MAX_RETRIES = 2
 EMULATOR_REGION = "us-east-1"
 EMULATOR_CREDENTIAL = "testing"
 # Variables that would send the emulator run's requests elsewhere or sign them with real
@@ -83,10 +85,18 @@ class Outcome(StrEnum):
     PLANNED = "planned"
     FAILED = "FAILED"
     SKIPPED = "skipped"
+    DESTROYED = "destroyed"
+    KEPT = "kept"  # deliberately not destroyed (the state bucket, prevent_destroy resources)
 
     @property
     def succeeded(self) -> bool:
-        return self in {Outcome.VALID, Outcome.APPLIED, Outcome.PLANNED}
+        return self in {
+            Outcome.VALID,
+            Outcome.APPLIED,
+            Outcome.PLANNED,
+            Outcome.DESTROYED,
+            Outcome.KEPT,
+        }
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,7 @@ class StackResult:
     changes: Changes | None = None
     problem: str = ""
     note: str = ""
+    failed_step: str = ""  # the terraform command that failed: init, plan, show, apply, ...
 
 
 @dataclass(frozen=True)
@@ -137,8 +148,22 @@ class Stack:
 # --- the synthesized output ---------------------------------------------------------------
 
 
+REMOTE_STATE_PREFIX = "cross-stack-reference-input-"
+
+
+def state_reads(directory: Path) -> tuple[str, ...]:
+    """The stacks whose state this stack reads (cdktf's cross-stack references), which must be
+    applied before it can even be planned."""
+    configuration = json.loads((directory / "cdk.tf.json").read_text())
+    remote = configuration.get("data", {}).get("terraform_remote_state", {})
+    return tuple(sorted(n.removeprefix(REMOTE_STATE_PREFIX) for n in remote))
+
+
 def load_stacks(outdir: Path) -> dict[str, Stack]:
-    """The stacks of a synthesized directory, by name, from its manifest."""
+    """The stacks of a synthesized directory, by name, from its manifest. A stack's
+    dependencies are the stacks it reads state from; the manifest also lists deployment-order
+    dependencies (the organization before its accounts' stacks) that `cdktf deploy` follows
+    but that a plan or an emulator run does not need."""
     manifest_path = outdir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     entries: Mapping[str, Any] = manifest.get("stacks", {})
@@ -148,7 +173,7 @@ def load_stacks(outdir: Path) -> dict[str, Stack]:
         name: Stack(
             name=name,
             directory=outdir / entry["workingDirectory"],
-            dependencies=tuple(entry.get("dependencies", ())),
+            dependencies=state_reads(outdir / entry["workingDirectory"]),
         )
         for name, entry in sorted(entries.items())
     }
@@ -292,7 +317,7 @@ class Terraform:
     environment: Mapping[str, str]
 
     # Commands that would otherwise stop to ask a question nobody is there to answer.
-    _PROMPTING = frozenset({"init", "plan", "apply"})
+    _PROMPTING = frozenset({"init", "plan", "apply", "destroy", "import"})
 
     @classmethod
     def from_environment(cls, base: Mapping[str, str]) -> Terraform:
@@ -320,7 +345,8 @@ class Terraform:
         self, directory: Path, command: str, *arguments: str
     ) -> subprocess.CompletedProcess[str]:
         flags = ["-no-color", *(["-input=false"] if command in self._PROMPTING else [])]
-        command_line = [self.executable, command, *flags, *arguments]
+        # A subcommand ("state list") takes its flags after both words.
+        command_line = [self.executable, *command.split(), *flags, *arguments]
         with subprocess.Popen(
             command_line,
             cwd=directory,
@@ -583,65 +609,98 @@ def plan_stack(
 ) -> StackResult:
     """Plan one stack against the emulator; apply the plan if `apply`."""
 
-    def failure(step: str, completed: subprocess.CompletedProcess[str]) -> StackResult:
-        return StackResult(
-            stack.name, Outcome.FAILED, problem=f"terraform {step}:\n{terraform_error(completed)}"
-        )
-
-    progress.started(stack, "applying" if apply else "planning")
+    progress.started(stack, "init")
     # -reconfigure: the backend points at this run's emulator, whatever a copy remembered.
     init = terraform.run(stack.directory, "init", "-reconfigure")
     if init.returncode != 0:
-        return failure("init", init)
+        return failed_step(stack, "init", init)
+    progress.started(stack, "plan")
     planned = terraform.run(stack.directory, "plan", "-detailed-exitcode", f"-out={PLAN_FILE}")
     if planned.returncode not in (0, 2):  # 0: no changes, 2: changes
-        return failure("plan", planned)
+        return failed_step(stack, "plan", planned)
     shown = terraform.run(stack.directory, "show", "-json", PLAN_FILE)
     if shown.returncode != 0:
-        return failure("show", shown)
+        return failed_step(stack, "show", shown)
     changes = count_changes(json.loads(shown.stdout))
     if not apply:
         return StackResult(stack.name, Outcome.PLANNED, changes=changes)
+    progress.started(stack, f"apply (+{changes.add} ~{changes.change} -{changes.destroy})")
     note, applied = apply_emulated(terraform, stack)
-    if applied.returncode != 0:
-        return failure("apply", applied)
+    if applied is not None and applied.returncode != 0:
+        return failed_step(stack, "apply", applied)
     return StackResult(stack.name, Outcome.APPLIED, changes=changes, note=note)
+
+
+def failed_step(
+    stack: Stack, step: str, completed: subprocess.CompletedProcess[str]
+) -> StackResult:
+    return StackResult(
+        stack.name,
+        Outcome.FAILED,
+        problem=f"terraform {step}:\n{terraform_error(completed)}",
+        failed_step=step,
+    )
 
 
 def not_emulated(stack: Stack) -> list[str]:
     """Resources the emulator cannot create: of a type it lacks, or referring to one that is."""
+    return sorted(not_emulated_reasons(stack))
+
+
+def not_emulated_reasons(stack: Stack) -> dict[str, str]:
+    """Each resource the emulator cannot create, with why: its own gap, or the resource it
+    refers to (transitively) that the emulator lacks."""
     resources = stack.resources()
-    excluded = {a for a in resources if a.split(".")[0] in NOT_EMULATED_RESOURCE_TYPES}
+    reasons = {
+        address: reason
+        for address, body in resources.items()
+        if (reason := not_emulated_reason(address.split(".")[0], json.loads(body))) is not None
+    }
     while True:
-        # `${type.name.attribute}` in expressions, `"type.name"` in depends_on.
         dependents = {
-            address
+            address: f"refers to {referred}"
             for address, body in resources.items()
-            if address not in excluded
-            and any(f"{e}." in body or f'"{e}"' in body for e in excluded)
+            if address not in reasons and (referred := _first_reference(body, reasons))
         }
         if not dependents:
-            return sorted(excluded)
-        excluded |= dependents
+            return dict(sorted(reasons.items()))
+        reasons |= dependents
+
+
+def _first_reference(body: str, addresses: Iterable[str]) -> str | None:
+    # `${type.name.attribute}` in expressions, `"type.name"` in depends_on.
+    return next((a for a in sorted(addresses) if f"{a}." in body or f'"{a}"' in body), None)
 
 
 def apply_emulated(
     terraform: Terraform, stack: Stack
-) -> tuple[str, subprocess.CompletedProcess[str]]:
+) -> tuple[str, subprocess.CompletedProcess[str] | None]:
     """Apply what the emulator can create: the saved plan, or a plan targeting all but the
-    resources it cannot. Returns a note naming what was left out, and terraform's result."""
-    left_out = not_emulated(stack)
+    resources it cannot. Returns a note naming what was left out, and terraform's result (None
+    when the emulator can create nothing of the stack, so nothing was run)."""
+    left_out = not_emulated_reasons(stack)
     if not left_out:
         return "", terraform.run(stack.directory, "apply", PLAN_FILE)
-    targets = [f"-target={a}" for a in sorted(stack.resources().keys() - set(left_out))]
+    note = "not applied on the emulator: " + ", ".join(
+        f"{address} ({reason})" for address, reason in left_out.items()
+    )
+    targets = emulated_targets(stack)
+    if not targets:
+        # Without any -target terraform would plan everything, left-out resources included.
+        return note, None
     planned = terraform.run(stack.directory, "plan", f"-out={EMULATED_PLAN_FILE}", *targets)
     if planned.returncode != 0:
         return "", planned
-    reasons = sorted({NOT_EMULATED_RESOURCE_TYPES.get(a.split(".")[0], "") for a in left_out})
-    note = (
-        f"not applied on the emulator ({'; '.join(filter(None, reasons))}): {', '.join(left_out)}"
-    )
     return note, terraform.run(stack.directory, "apply", EMULATED_PLAN_FILE)
+
+
+def emulated_targets(stack: Stack) -> list[str]:
+    """`-target` arguments for every resource the emulator can create, or none at all when it
+    can create them all (no -target: the whole stack)."""
+    left_out = not_emulated_reasons(stack)
+    if not left_out:
+        return []
+    return [f"-target={a}" for a in sorted(stack.resources().keys() - set(left_out))]
 
 
 def require_local_target(outdir: Path, stacks: Iterable[Stack]) -> None:
@@ -662,6 +721,50 @@ def copy_outdir(outdir: Path, destination: Path) -> Path:
     return Path(shutil.copytree(outdir, destination, ignore=leftovers))
 
 
+def emulator_copy(outdir: Path, destination: Path) -> dict[str, Stack]:
+    """The stacks of a clean copy of `outdir`, each with the emulator's retry overrides."""
+    stacks = load_stacks(copy_outdir(outdir, destination))
+    for stack in stacks.values():
+        write_emulator_overrides(stack.directory, stack.configuration())
+    return stacks
+
+
+def emulator_overrides(configuration: Mapping[str, Any]) -> dict[str, Any]:
+    """Terraform override settings that make a stack fail fast when the emulator is gone.
+
+    The AWS provider retries an API call 25 times by default (network errors 9 times, about a
+    minute) and the S3 backend 5 times, for every call: against a stopped emulator an apply
+    takes minutes to give up. The emulator answers at once or not at all, so its runs retry
+    EMULATOR_MAX_RETRIES times. Override files (`*_override.tf.json`) merge into each provider
+    block (matched by alias) and replace the backend block, which is therefore repeated in
+    full; AWS_MAX_ATTEMPTS would not do: the provider sets its own retry count.
+    """
+    overrides: dict[str, Any] = {}
+    providers = configuration.get("provider", {}).get("aws", [])
+    if providers:
+        overrides["provider"] = {
+            "aws": [
+                {
+                    **({"alias": p["alias"]} if "alias" in p else {}),
+                    "max_retries": EMULATOR_MAX_RETRIES,
+                }
+                for p in providers
+            ]
+        }
+    backend = configuration.get("terraform", {}).get("backend", {})
+    if "s3" in backend:
+        overrides["terraform"] = {
+            "backend": {"s3": {**backend["s3"], "max_retries": EMULATOR_MAX_RETRIES}}
+        }
+    return overrides
+
+
+def write_emulator_overrides(directory: Path, configuration: Mapping[str, Any]) -> None:
+    overrides = emulator_overrides(configuration)
+    if overrides:
+        (directory / EMULATOR_OVERRIDE_FILE).write_text(json.dumps(overrides, indent=2) + "\n")
+
+
 def plan(
     outdir: Path, names: Sequence[str], *, jobs: int, environment: Mapping[str, str]
 ) -> list[StackResult]:
@@ -679,7 +782,7 @@ def plan(
         running_emulator(EMULATOR_LOG) as emulator,
     ):
         progress.note(f"emulator: {emulator.endpoint_url} (log: {EMULATOR_LOG})")
-        copy = load_stacks(copy_outdir(outdir, Path(workdir) / "out"))
+        copy = emulator_copy(outdir, Path(workdir) / "out")
         stacks = [copy[stack.name] for stack in selected]
         on_emulator = terraform.with_environment(
             emulator_environment(terraform.environment, emulator.endpoint_url)
