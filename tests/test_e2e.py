@@ -40,6 +40,7 @@ ORG_ACCOUNT = "999999999999"
 STATE_BUCKET = "tiny-terraform-state"
 REGION = "us-east-1"
 HARNESS_TIMEOUT_SECONDS = 600
+READS_TINY_DATA = f"{runner.REMOTE_STATE_PREFIX}tiny-data"
 
 
 # --- a tiny synthesized output ------------------------------------------------------------
@@ -138,20 +139,23 @@ def tiny_stacks() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
                 "scratch": {"name": "/tiny/scratch", "type": "String", "value": "temporary"},
             },
         },
-        "output": {"alerts_arn": {"value": "${aws_sns_topic.alerts.arn}"}},
+        "output": {"arn": {"value": "${aws_sns_topic.alerts.arn}"}},
     }
     app = {
         "terraform": {"backend": {"s3": s3_backend("tiny-app")}},
         "provider": provider(ACCOUNT, TINY),
         "data": {
-            "terraform_remote_state": {"data": {"backend": "s3", "config": s3_backend("tiny-data")}}
+            # Named as cdktf names a cross-stack reference: the runner reads dependencies from it.
+            "terraform_remote_state": {
+                READS_TINY_DATA: {"backend": "s3", "config": s3_backend("tiny-data")}
+            }
         },
         "resource": {
             "aws_ssm_parameter": {
                 "alerts": {
                     "name": "/tiny/alerts-topic",
                     "type": "String",
-                    "value": "${data.terraform_remote_state.data.outputs.alerts_arn}",
+                    "value": f"${{data.terraform_remote_state.{READS_TINY_DATA}.outputs.arn}}",
                 },
                 "dx": {
                     "name": "/tiny/dx-gateway",
