@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -111,12 +112,17 @@ def topic(name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, **extra}
 
 
-def pause(after: str) -> dict[str, Any]:
-    """A resource that takes PAUSE_SECONDS to create: the window in which the faults strike."""
-    return {
-        "depends_on": [after],
-        "provisioner": [{"local-exec": {"command": f"sleep {PAUSE_SECONDS}"}}],
-    }
+def pause(after: str, started: Path | None = None) -> dict[str, Any]:
+    """A resource that takes PAUSE_SECONDS to create: the window in which the faults strike.
+
+    With `started`, the provisioner creates that file first: its presence proves `after` was
+    created completely (the provider's reads after the create included), because terraform
+    starts the pause only then.
+    """
+    command = f"sleep {PAUSE_SECONDS}"
+    if started is not None:
+        command = f"touch {shlex.quote(str(started))} && {command}"
+    return {"depends_on": [after], "provisioner": [{"local-exec": {"command": command}}]}
 
 
 def write_stack(directory: Path, key: str, resources: dict[str, dict[str, Any]]) -> Path:
@@ -145,12 +151,18 @@ def write_stack(directory: Path, key: str, resources: dict[str, dict[str, Any]])
     return directory
 
 
-def paused_stack(directory: Path, key: str, first: tuple[str, dict[str, Any]]) -> Path:
+def paused_stack(
+    directory: Path,
+    key: str,
+    first: tuple[str, dict[str, Any]],
+    *,
+    pause_started: Path | None = None,
+) -> Path:
     """`first`, then a pause, then a second topic: three resources created one after another."""
     first_type, first_body = first
     resources: dict[str, dict[str, Any]] = {
         first_type: {"first": first_body},
-        "terraform_data": {"pause": pause(f"{first_type}.first")},
+        "terraform_data": {"pause": pause(f"{first_type}.first", pause_started)},
     }
     resources.setdefault("aws_sns_topic", {})["second"] = topic(
         f"{directory.name}-second", depends_on=["terraform_data.pause"]
@@ -444,12 +456,19 @@ def test_an_emulator_that_stops_mid_apply_fails_clearly_and_keeps_the_state(
         emulator = server.enter_context(running_emulator())
         create_state_bucket(emulator)
         terraform = on_emulator(emulator)
+        pause_started = tmp_path / "pause-started"
         stack = paused_stack(
-            tmp_path / "stopped", "faults/stopped.tfstate", ("aws_sns_topic", topic("gone-first"))
+            tmp_path / "stopped",
+            "faults/stopped.tfstate",
+            ("aws_sns_topic", topic("gone-first")),
+            pause_started=pause_started,
         )
         init(terraform, stack)
         process = start_apply(terraform, stack)
-        wait_for(lambda: "gone-first" in topic_names(emulator), "the first resource", process)
+        # Not merely "the topic exists": the provider reads the topic back after creating it,
+        # and an emulator stopped during those reads fails the first resource instead (seen
+        # once on a loaded machine). The pause starts only after the first is complete.
+        wait_for(pause_started.exists, "the pause", process)
         server.close()  # the emulator stops while terraform pauses
         assert not emulator.is_serving()
 
