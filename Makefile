@@ -32,7 +32,7 @@ PHI_PROVIDER_MIRROR ?= $(firstword $(wildcard /opt/tf-plugins /usr/local/share/t
 export PHI_PROVIDER_MIRROR
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help setup synth synth-local validate plan e2e verify plan-aws apply scan report report-png diagram diff bench test lint format demo clean
+.PHONY: help setup synth synth-local validate plan e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +75,9 @@ e2e: ## apply ENV (default dev) to a local AWS emulator, check the controls at r
 verify: $(STAMP) ## read-only runtime evidence checks in ENV's real account (PROFILE=, REGION=; usual credentials)
 	@test -n "$(ENV)" || { echo "usage: make verify ENV=dev|staging|prod|eu-research|org [PROFILE=p]" >&2; exit 2; }
 	$(PY) -m policies.verify $(ENV) $(if $(PROFILE),--profile $(PROFILE)) $(if $(REGION),--region $(REGION)) --results $(REPORTS)/verify/$(ENV)
+
+bootstrap: $(STAMP) ## once, in the org account: apply bootstrap (the state bucket), then move its state into it
+	$(PY) -m tools.deploy bootstrap --out $(OUT) --plans $(REPORTS)/deploy/bootstrap
 
 # plan-aws and apply never re-synthesize: CI checks the digest of exactly the bytes it applies.
 plan-aws: $(STAMP) ## terraform plan STACKS="a b" of OUT in the real account (credentials from the usual chain)

@@ -3,15 +3,15 @@
 Each workload environment becomes the stacks `<env>-data` (keys, buckets, features),
 `<env>-fhir` (HealthLake, where the region offers it), `<env>-network` (VPC, endpoints, flow
 logs, ingest) and `<env>-ml` (pipeline, registry, inference, monitoring); the organization
-environment adds `bootstrap`, which creates the state bucket every other stack's S3 backend
-uses.
+environment adds `bootstrap`, which creates the state bucket every S3 backend uses, its own
+included (see BootstrapStack for its first apply).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdktf import App, LocalBackend, S3Backend, TerraformOutput, TerraformStack
+from cdktf import App, S3Backend, TerraformOutput, TerraformStack
 from constructs import Construct
 
 from environments.layer_configs import LayerConfigs, layer_configs
@@ -430,8 +430,11 @@ def phi_bucket_arns(workloads: list[WorkloadEnvironment]) -> list[str]:
     ]
 
 
-class BootstrapStack(TerraformStack):
-    """The state bucket and its key. Local backend: nothing exists to hold its state yet."""
+class BootstrapStack(BackendStack):
+    """The state bucket and its key. Its own state lives in that bucket too, like every
+    stack's: the first apply, before the bucket exists, runs with a local backend and pushes
+    the state into the bucket afterwards (tools.terraform.deploy_bootstrap, `make
+    bootstrap`), so no state file is left on a workstation."""
 
     def __init__(
         self,
@@ -441,9 +444,9 @@ class BootstrapStack(TerraformStack):
         organization: OrganizationEnvironment,
         target: Target,
     ) -> None:
-        super().__init__(scope, name)
-        _provider(self, organization, target)
-        LocalBackend(self, path="terraform.bootstrap.tfstate")
+        super().__init__(
+            scope, name, environment=organization, organization=organization, target=target
+        )
         state = organization.state_backend
         key = CustomerManagedKey(
             self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -19,7 +20,13 @@ from typing import Any
 import pytest
 
 from tools import deploy
-from tools.terraform import Outcome, StackResult, UsageError
+from tools.cli import UsageError
+from tools.terraform import (
+    FIRST_APPLY_OVERRIDE_FILE,
+    FIRST_APPLY_STATE_FILE,
+    Outcome,
+    StackResult,
+)
 
 FAKE_TERRAFORM = '''#!{python}
 """A stand-in for terraform: logs each call, answers from the behaviour file."""
@@ -32,8 +39,19 @@ with open(os.environ["FAKE_TERRAFORM_LOG"], "a") as log:
     log.write(json.dumps({{"stack": stack, "arguments": arguments}}) + "\\n")
 behaviour = json.loads(Path(os.environ["FAKE_TERRAFORM_BEHAVIOUR"]).read_text()).get(stack, {{}})
 command = arguments[0]
+first_apply = Path("{override}").is_file()
 if command == "init":
+    if behaviour.get("missing_bucket") and not first_apply and not Path(".fake-bucket").is_file():
+        print('Error: Failed to get existing workspaces: S3 bucket "'
+              + behaviour["missing_bucket"] + '" does not exist.', file=sys.stderr)
+        sys.exit(1)
     sys.exit(behaviour.get("init", 0))
+if command == "state":
+    if arguments[1] == "push":
+        Path(".fake-remote").write_text(Path(arguments[-1]).read_text())
+        sys.exit(behaviour.get("push", 0))
+    print(Path(".fake-remote").read_text())
+    sys.exit(0)
 if command == "plan":
     if behaviour.get("plan", 2) in (0, 2):
         out = next(a.split("=", 1)[1] for a in arguments if a.startswith("-out="))
@@ -59,6 +77,10 @@ if command == "apply":
         sys.exit(1)
     if behaviour.get("apply", 0):
         print("Error: apply failed in " + stack, file=sys.stderr)
+    elif first_apply:  # the local backend's state; the bucket now exists
+        state = {{"serial": 1, "resources": [{{"type": "aws_s3_bucket"}}], "outputs": {{}}}}
+        Path("{local_state}").write_text(json.dumps(state))
+        Path(".fake-bucket").touch()
     sys.exit(behaviour.get("apply", 0))
 sys.exit(3)
 '''
@@ -77,7 +99,8 @@ def provider(environment: str, *, path_style: bool = False) -> dict[str, Any]:
 
 STACKS: dict[str, tuple[str, list[str], str]] = {
     # name: (environment, dependencies, backend)
-    "bootstrap": ("org", [], "local"),
+    "bootstrap": ("org", [], "s3"),
+    "org-scratch": ("org", [], "local"),
     "org-governance": ("org", [], "s3"),
     "x-data": ("x", [], "s3"),
     "x-network": ("x", ["x-data"], "s3"),
@@ -87,6 +110,10 @@ STACKS: dict[str, tuple[str, list[str], str]] = {
 }
 
 
+def backend_settings(backend: str, stack: str) -> dict[str, Any]:
+    return {"bucket": "tfstate-bucket", "key": f"{stack}.tfstate"} if backend == "s3" else {}
+
+
 def write_synthesized(outdir: Path, *, path_style: bool = False) -> Path:
     manifest: dict[str, Any] = {"version": "0.21.0", "stacks": {}}
     for name, (environment, dependencies, backend) in STACKS.items():
@@ -94,7 +121,7 @@ def write_synthesized(outdir: Path, *, path_style: bool = False) -> Path:
         directory.mkdir(parents=True)
         configuration = {
             "provider": provider(environment, path_style=path_style),
-            "terraform": {"backend": {backend: {}}},
+            "terraform": {"backend": {backend: backend_settings(backend, name)}},
             "resource": {"aws_s3_bucket": {"b": {"bucket": name}}},
         }
         if dependencies:  # as cdktf writes a cross-stack reference
@@ -119,7 +146,13 @@ class FakeTerraform:
         self.bin = directory / "bin"
         self.bin.mkdir()
         executable = self.bin / "terraform"
-        executable.write_text(FAKE_TERRAFORM.format(python=sys.executable))
+        executable.write_text(
+            FAKE_TERRAFORM.format(
+                python=sys.executable,
+                override=FIRST_APPLY_OVERRIDE_FILE,
+                local_state=FIRST_APPLY_STATE_FILE,
+            )
+        )
         executable.chmod(executable.stat().st_mode | stat.S_IEXEC)
         self.log = directory / "terraform.log"
         self.behaviour = directory / "behaviour.json"
@@ -273,11 +306,14 @@ def test_local_backend_stacks_are_left_to_a_person(
     terraform: FakeTerraform, outdir: Path, tmp_path: Path
 ) -> None:
     plans = tmp_path / "plans"
-    results, by_hand = run(terraform, outdir, plans, "plan", stacks=["bootstrap", "org-governance"])
+    results, by_hand = run(
+        terraform, outdir, plans, "plan", stacks=["org-scratch", "org-governance"]
+    )
     assert [r.stack for r in results] == ["org-governance"]
-    assert [r.stack for r in by_hand] == ["bootstrap"]
-    assert terraform.commands("bootstrap") == []
-    assert "applied once by hand" in json.loads((plans / "bootstrap.json").read_text())["note"]
+    assert [r.stack for r in by_hand] == ["org-scratch"]
+    assert terraform.commands("org-scratch") == []
+    note = json.loads((plans / "org-scratch.json").read_text())["note"]
+    assert "its state would be lost with this machine" in note
 
 
 def test_output_for_the_emulator_is_refused(terraform: FakeTerraform, tmp_path: Path) -> None:
@@ -311,3 +347,92 @@ def test_main_exit_status(
     terraform.behave({"y-data": {"init": 1}})
     assert deploy.main(["apply", "--environment", "y", *arguments]) == 1
     assert deploy.main(["apply", "--environment", "nowhere", *arguments]) == 2
+
+
+# --- bootstrap: the first apply, and what the other commands say before it -------------------
+
+
+def test_bootstrap_applies_locally_first_then_moves_the_state_into_its_bucket(
+    terraform: FakeTerraform, outdir: Path, tmp_path: Path
+) -> None:
+    terraform.behave({"bootstrap": {"missing_bucket": "tfstate-bucket"}})
+    plans = tmp_path / "plans"
+    results, by_hand = run(terraform, outdir, plans, "bootstrap")
+    assert by_hand == []
+    [result] = results
+    assert result.outcome is Outcome.APPLIED, result.problem
+    assert result.note.startswith("first apply: state moved into s3://")
+    assert terraform.commands("bootstrap") == [
+        "init",  # S3 backend: the bucket does not exist
+        "init",  # local backend, through the override
+        "plan",
+        "show",
+        "show",
+        "apply",
+        "init",  # S3 backend again, the bucket now exists
+        "state",  # push
+        "state",  # pull, to compare
+    ]
+    stack = outdir / "stacks" / "bootstrap"
+    assert not (stack / FIRST_APPLY_STATE_FILE).exists()
+    assert not (stack / FIRST_APPLY_OVERRIDE_FILE).exists()
+    assert json.loads((plans / "bootstrap.json").read_text())["outcome"] == "applied"
+    # Only bootstrap: nothing else is touched.
+    assert {name for name, _ in terraform.calls()} == {"bootstrap"}
+
+
+def test_bootstrap_keeps_the_local_state_when_the_push_fails(
+    terraform: FakeTerraform, outdir: Path, tmp_path: Path
+) -> None:
+    terraform.behave({"bootstrap": {"missing_bucket": "tfstate-bucket", "push": 1}})
+    [result], _ = run(terraform, outdir, tmp_path / "plans", "bootstrap")
+    assert result.outcome is Outcome.FAILED
+    local_state = outdir / "stacks" / "bootstrap" / FIRST_APPLY_STATE_FILE
+    assert f"the state stays in {local_state}" in result.problem
+    assert local_state.exists()
+
+
+def test_bootstrap_of_an_existing_bucket_is_a_plain_apply(
+    terraform: FakeTerraform, outdir: Path, tmp_path: Path
+) -> None:
+    [result], _ = run(terraform, outdir, tmp_path / "plans", "bootstrap")
+    assert result.outcome is Outcome.APPLIED
+    assert "first apply" not in result.note
+    assert terraform.commands("bootstrap") == ["init", "init", "plan", "show", "show", "apply"]
+
+
+def test_an_apply_before_bootstrap_fails_and_says_to_bootstrap(
+    terraform: FakeTerraform, outdir: Path, tmp_path: Path
+) -> None:
+    terraform.behave({name: {"missing_bucket": "tfstate-bucket"} for name in STACKS})
+    results, _ = run(terraform, outdir, tmp_path / "plans", "plan", stacks=["x-data"])
+    [result] = results
+    assert result.outcome is Outcome.FAILED
+    assert "state bucket tfstate-bucket does not exist yet: run `make bootstrap` once" in (
+        result.problem
+    )
+
+
+def test_an_apply_that_fails_otherwise_does_not_mention_bootstrap(
+    terraform: FakeTerraform, outdir: Path, tmp_path: Path
+) -> None:
+    terraform.behave({"x-data": {"init": 1}})
+    [result], _ = run(terraform, outdir, tmp_path / "plans", "plan", stacks=["x-data"])
+    assert result.outcome is Outcome.FAILED
+    assert "bootstrap" not in result.problem
+
+
+def test_bootstrap_refuses_emulator_output_and_output_without_bootstrap(
+    terraform: FakeTerraform, tmp_path: Path
+) -> None:
+    local = write_synthesized(tmp_path / "local", path_style=True)
+    with pytest.raises(UsageError, match="synthesized for the local emulator"):
+        run(terraform, local, tmp_path / "plans", "bootstrap")
+    without = write_synthesized(tmp_path / "without")
+    shutil.rmtree(without / "stacks" / "bootstrap")
+    manifest = json.loads((without / "manifest.json").read_text())
+    del manifest["stacks"]["bootstrap"]
+    (without / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UsageError, match="has no bootstrap stack"):
+        run(terraform, without, tmp_path / "plans", "bootstrap")
+    assert terraform.calls() == []

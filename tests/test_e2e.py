@@ -2,11 +2,11 @@
 
 The full run of a platform environment (`make e2e`, about eight minutes for dev) is not
 repeated here; these tests drive the same code over a tiny synthesized environment whose
-stacks have the platform's shape: bootstrap creating the state bucket (local backend), a stack
-other stacks read through remote state, S3 backends with native locking on the emulator,
-provider roles in the environment's account, a resource the emulator lacks, a resource with
-prevent_destroy. The runtime checks are the one part injected: policies.runtime checks only
-environments that exist in environments/, and has its own tests.
+stacks have the platform's shape: bootstrap creating the state bucket that holds its own state,
+a stack other stacks read through remote state, S3 backends with native locking on the
+emulator, provider roles in the environment's account, a resource the emulator lacks, a
+resource with prevent_destroy. The runtime checks are the one part injected: policies.runtime
+checks only environments that exist in environments/, and has its own tests.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from policies.findings import Finding, Findings, Source, Status, read_findings
 from policies.runtime import RuntimeChecksError
 from tools import e2e
 from tools import terraform as runner
+from tools.cli import UsageError
 from tools.emulator import LOOPBACK, Emulator, running_emulator
 
 requires_terraform = pytest.mark.skipif(
@@ -88,7 +89,9 @@ def log_delivery_policy(bucket: str) -> dict[str, Any]:
 def tiny_stacks() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
     """name -> (dependencies, cdk.tf.json) of an environment shaped like the platform's."""
     bootstrap = {
-        "terraform": {"backend": {"local": {"path": "terraform.bootstrap.tfstate"}}},
+        # Its own state in the bucket it creates, as the platform's (first apply: local, then
+        # pushed into the bucket; tools.terraform.deploy_bootstrap).
+        "terraform": {"backend": {"s3": s3_backend("bootstrap")}},
         "provider": provider(ORG_ACCOUNT, "org"),
         "resource": {
             "aws_s3_bucket": {
@@ -236,7 +239,7 @@ def test_an_environment_runs_with_bootstrap_and_what_it_reads(tmp_path: Path) ->
         "tiny-data",
     ]
     assert [s.name for s in e2e.environment_stacks(stacks, "org")] == ["bootstrap"]
-    with pytest.raises(runner.UsageError, match=r"no stack of environment 'prod' .*org, tiny"):
+    with pytest.raises(UsageError, match=r"no stack of environment 'prod' .*org, tiny"):
         e2e.environment_stacks(stacks, "prod")
 
 

@@ -79,6 +79,29 @@ def test_synth_writes_every_stack_of_the_named_environment(
     assert "stacks/dev-data/cdk.tf.json" in digest
 
 
+def test_bootstrap_keeps_its_state_in_the_bucket_it_creates(
+    good_output: tuple[Path, Path, dict[str, str]],
+) -> None:
+    _, out, _ = good_output
+
+    def configuration(stack: str) -> dict[str, Any]:
+        return dict(json.loads((out / "stacks" / stack / "cdk.tf.json").read_text()))
+
+    bootstrap = configuration("bootstrap")
+    created = bootstrap["resource"]["aws_s3_bucket"]
+    state_bucket = next(b["bucket"] for b in created.values() if "access-logs" not in b["bucket"])
+    backend = bootstrap["terraform"]["backend"]
+    assert set(backend) == {"s3"}, "a local backend's state is lost with the next synthesis"
+    assert backend["s3"]["bucket"] == state_bucket
+    assert backend["s3"]["key"] == "org/bootstrap.tfstate"
+    assert backend["s3"]["encrypt"] is True
+    assert backend["s3"]["kms_key_id"].endswith(":alias/phi-ml/terraform-state")
+    assert backend["s3"]["use_lockfile"] is True
+    # Its own key, never one another stack writes.
+    others = [configuration(s)["terraform"]["backend"]["s3"] for s in ("org-audit", "dev-data")]
+    assert all(o["bucket"] == state_bucket and o["key"] != backend["s3"]["key"] for o in others)
+
+
 BAD_INPUTS = {
     "malformed-yaml": (None, "malformed YAML at line"),
     "unknown-field": ({"networkk": {"vpc_cidr": "10.0.0.0/16"}}, "networkk: unknown field"),
@@ -200,9 +223,8 @@ def test_local_target_differs_only_in_path_style_addressing(tmp_path: Path) -> N
         changed = set(differences(aws, local))
         assert changed <= allowed, f"{stack}: {sorted(changed - allowed)}"
         assert local["provider"]["aws"][0]["s3_use_path_style"] is True
-        if stack != "bootstrap":
-            assert changed == allowed, f"{stack}: the local target must use path-style S3"
-            assert local["terraform"]["backend"]["s3"]["use_lockfile"] is True
+        assert changed == allowed, f"{stack}: the local target must use path-style S3"
+        assert local["terraform"]["backend"]["s3"]["use_lockfile"] is True
 
 
 def test_lazy_provider_import_gives_byte_identical_output(tmp_path: Path) -> None:

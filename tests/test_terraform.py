@@ -34,6 +34,7 @@ from botocore.exceptions import ClientError
 import main
 from environments.loader import ENVIRONMENTS_DIR
 from tools import terraform as runner
+from tools.cli import UsageError, default_jobs
 from tools.emulator import LOOPBACK, Emulator, running_emulator
 
 requires_terraform = pytest.mark.skipif(
@@ -97,9 +98,7 @@ def aws_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def validated(aws_output: Path) -> dict[str, runner.StackResult]:
     """`validate` of every stack of aws_output, run once for the module."""
-    results = runner.validate(
-        aws_output, [], jobs=runner.default_jobs(), environment=dict(os.environ)
-    )
+    results = runner.validate(aws_output, [], jobs=default_jobs(), environment=dict(os.environ))
     return {result.stack: result for result in results}
 
 
@@ -150,7 +149,7 @@ def test_cli_config_without_a_mirror_keeps_registry_downloads(tmp_path: Path) ->
 
 
 def test_a_mirror_without_providers_is_refused_by_name(tmp_path: Path) -> None:
-    with pytest.raises(runner.UsageError, match="holds no providers"):
+    with pytest.raises(UsageError, match="holds no providers"):
         runner.cli_config_text(tmp_path, tmp_path / "plugins")
 
 
@@ -239,7 +238,7 @@ def test_a_failed_stack_skips_what_depends_on_it_but_not_its_neighbours() -> Non
 
 def test_a_dependency_cycle_is_refused() -> None:
     stacks = fake_stacks({"a": ("b",), "b": ("a",)})
-    with pytest.raises(runner.UsageError, match="dependency cycle"):
+    with pytest.raises(UsageError, match="dependency cycle"):
         runner.run_in_dependency_order(
             stacks,
             {s.name: set(s.dependencies) for s in stacks},
@@ -298,7 +297,7 @@ def test_an_output_without_stacks_says_to_synthesize_first(
 
 def test_an_unknown_stack_name_lists_the_synthesized_ones() -> None:
     stacks = {s.name: s for s in fake_stacks({"bootstrap": (), "dev-data": ()})}
-    with pytest.raises(runner.UsageError, match=r"no stack named dev-nope .*bootstrap, dev-data"):
+    with pytest.raises(UsageError, match=r"no stack named dev-nope .*bootstrap, dev-data"):
         runner.select_stacks(stacks, ["dev-nope"])
 
 

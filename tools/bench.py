@@ -65,6 +65,7 @@ from typing import Any
 import yaml
 
 from policies.gate import CHECKS_DIR, checkov_command, checkov_environment, custom_checks_dir
+from tools.cli import positive_int
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS_DIR = REPO_ROOT / "environments"
@@ -1174,16 +1175,6 @@ def parse_scales(text: str) -> tuple[int, ...]:
     return tuple(sorted(scales))
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: at least 1")
-    return value
-
-
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -1199,11 +1190,11 @@ def parse_arguments(argv: Sequence[str] | None) -> Settings:
         prog="python -m tools.bench", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
-        "--runs", type=_positive, help=f"runs of the quick measurements (default {DEFAULT_RUNS})"
+        "--runs", type=positive_int, help=f"runs of the quick measurements (default {DEFAULT_RUNS})"
     )
     parser.add_argument(
         "--heavy-runs",
-        type=_positive,
+        type=positive_int,
         help=f"runs of validate, the whole gate and growth (default {DEFAULT_HEAVY_RUNS})",
     )
     parser.add_argument(

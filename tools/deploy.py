@@ -1,5 +1,6 @@
 """Plan or apply the synthesized stacks in a real AWS account, with the credentials at hand.
 
+    python -m tools.deploy bootstrap [--out cdktf.out] [--plans DIR]
     python -m tools.deploy plan  [--out cdktf.out] [--plans DIR] [--jobs N] STACK ...
     python -m tools.deploy apply [--out cdktf.out] [--plans DIR] [--jobs N] --environment ENV
 
@@ -16,9 +17,14 @@ DIR/<stack>.apply.log.
 
 The provider of every stack assumes the environment's deployment role, so the credentials need
 only be allowed to assume it (in CI: the OIDC role of aws-actions/configure-aws-credentials).
-Stacks with a local backend (`bootstrap`) are never run here: their state would be lost with
-the machine; apply them once by hand (README). Output synthesized for the local emulator target
-is refused. PHI_PROVIDER_MIRROR=DIR installs hashicorp/aws from a filesystem mirror.
+`bootstrap` creates the state bucket, which also holds bootstrap's own state. Its first apply,
+before the bucket exists, is `bootstrap` (run once by hand, `make bootstrap`): it applies with
+a local backend, pushes the state into the new bucket, checks it and deletes the local file
+(tools.terraform.deploy_bootstrap); afterwards `bootstrap` is planned and applied like any
+stack, and a run that meets the missing bucket says to bootstrap first. Stacks with a local
+backend are never run here (their state would be lost with the machine). Output synthesized
+for the local emulator target is refused. PHI_PROVIDER_MIRROR=DIR installs hashicorp/aws from
+a filesystem mirror.
 
 Exit status: 0 when every stack succeeded, 1 when one failed, 2 for a usage error, 130 when
 interrupted.
@@ -27,28 +33,30 @@ interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from tools.cli import UsageError, add_jobs_option, run_command
 from tools.terraform import (
+    BOOTSTRAP_STACK,
     Changes,
     Outcome,
     Progress,
     Stack,
     StackResult,
     Terraform,
-    UsageError,
     count_changes,
-    default_jobs,
+    deploy_bootstrap,
     load_stacks,
+    missing_state_bucket,
     print_problems,
     print_table,
     run_in_dependency_order,
@@ -131,6 +139,9 @@ class StackRun:
         self, stack: Stack, step: str, completed: subprocess.CompletedProcess[str]
     ) -> tuple[StackResult, list[ResourceChange]]:
         problem = f"terraform {step}:\n{terraform_error(completed)}"
+        bucket = missing_state_bucket(completed)
+        if bucket is not None:
+            problem += f"\n(state bucket {bucket} does not exist yet: run `make bootstrap` once)"
         return StackResult(stack.name, Outcome.FAILED, problem=problem), []
 
     def _run(self, stack: Stack) -> tuple[StackResult, list[ResourceChange]]:
@@ -188,7 +199,7 @@ def _runnable(stacks: Sequence[Stack], plans_dir: Path) -> tuple[list[Stack], li
             result = StackResult(
                 stack.name,
                 Outcome.SKIPPED,
-                note="local backend: applied once by hand (README, Using real accounts)",
+                note="local backend: not run here, its state would be lost with this machine",
             )
             write_summary(plans_dir, stack, result)
             by_hand.append(result)
@@ -209,6 +220,8 @@ def run(
 ) -> tuple[list[StackResult], list[StackResult]]:
     """Results of the stacks run, and of the local-backend stacks left to a person."""
     synthesized = load_stacks(outdir)
+    if command == "bootstrap":
+        return [bootstrap(synthesized, outdir, plans_dir, environment)], []
     if command == "apply":
         selected = [s for s in synthesized.values() if stack_environment(s) == environment_name]
         if not selected:
@@ -243,6 +256,29 @@ def run(
     return results, by_hand
 
 
+def bootstrap(
+    synthesized: Mapping[str, Stack],
+    outdir: Path,
+    plans_dir: Path,
+    environment: Mapping[str, str],
+) -> StackResult:
+    """Apply `bootstrap`, its first apply included (state pushed into the bucket it creates)."""
+    if BOOTSTRAP_STACK not in synthesized:
+        raise UsageError(f"{outdir} has no {BOOTSTRAP_STACK} stack (make synth)")
+    stack = synthesized[BOOTSTRAP_STACK]
+    _require_aws_target(outdir, [stack])
+    plans_dir.mkdir(parents=True, exist_ok=True)
+    terraform = Terraform.from_environment(environment)
+    progress = Progress([stack])
+    task = StackRun(terraform, plans_dir, progress, apply=True)
+    started = time.monotonic()
+    result = deploy_bootstrap(terraform, stack, task, progress=progress)
+    result = dataclasses.replace(result, seconds=time.monotonic() - started)
+    progress.finished(result)
+    write_summary(plans_dir, stack, result)
+    return result
+
+
 def print_summary(results: Sequence[StackResult], by_hand: Sequence[StackResult]) -> None:
     def counts(changes: Changes | None) -> tuple[object, ...]:
         return ("", "", "") if changes is None else (changes.add, changes.change, changes.destroy)
@@ -263,6 +299,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m tools.deploy", description=__doc__.split("\n\n")[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    bootstrapping = commands.add_parser(
+        "bootstrap", help="apply bootstrap; the first time, move its state into its bucket"
+    )
+    bootstrapping.add_argument("--out", type=Path, default=DEFAULT_OUTDIR)
+    bootstrapping.add_argument("--plans", type=Path, default=DEFAULT_PLANS_DIR)
     planning = commands.add_parser("plan", help="plan the named stacks (no state lock)")
     planning.add_argument("stacks", nargs="+", metavar="STACK")
     applying = commands.add_parser("apply", help="plan and apply one environment's stacks")
@@ -270,42 +311,29 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     for command in (planning, applying):
         command.add_argument("--out", type=Path, default=DEFAULT_OUTDIR)
         command.add_argument("--plans", type=Path, default=DEFAULT_PLANS_DIR)
-        command.add_argument("--jobs", type=int, default=default_jobs())
-    arguments = parser.parse_args(argv)
-    if arguments.jobs < 1:
-        parser.error("--jobs must be at least 1")
-    return arguments
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+        add_jobs_option(command)
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    # A cancelled CI job sends SIGTERM: terraform gets SIGINT and stops gracefully.
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+
+    def plan_or_apply() -> int:
         results, by_hand = run(
             arguments.command,
             arguments.out,
             stack_names=getattr(arguments, "stacks", ()),
             environment_name=getattr(arguments, "environment", None),
             plans_dir=arguments.plans,
-            jobs=arguments.jobs,
+            jobs=getattr(arguments, "jobs", 1),
             environment=os.environ,
         )
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-    print()
-    print_summary(results, by_hand)
-    return 0 if all(result.outcome.succeeded for result in results) else 1
+        print()
+        print_summary(results, by_hand)
+        return 0 if all(result.outcome.succeeded for result in results) else 1
+
+    # A cancelled CI job sends SIGTERM: terraform gets SIGINT and stops gracefully.
+    return run_command(plan_or_apply)
 
 
 if __name__ == "__main__":

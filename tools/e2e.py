@@ -7,7 +7,9 @@ state bucket, governance and audit stacks). The local-target synthesis in --out 
 is; when it holds no stack of ENV, ENV is synthesized there first (PHI_TARGET=local main.py).
 
 The run starts a moto server on a free loopback port and, in a temporary copy of the output:
-applies `bootstrap` (the state bucket every S3 backend uses, with native S3 locking); runs
+applies `bootstrap` (the state bucket every S3 backend uses, with native S3 locking; as on AWS,
+its first apply has local state, then pushed into the bucket: tools.terraform.deploy_bootstrap);
+runs
 terraform init, plan and apply for each stack of ENV in dependency order, several at once when
 independent (resources the emulator cannot create are planned, left out of the apply and named),
 then plans it again: what that plan would still change is listed as "not converged" (a moto
@@ -32,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import boto3
@@ -51,6 +51,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from environments.loader import EnvironmentFileError
 from policies.findings import Finding, Findings, Source, Status, write_findings
 from policies.runtime import RuntimeChecksError, run_runtime_checks
+from tools.cli import UsageError, add_jobs_option, run_command
 from tools.emulator import Emulator, running_emulator
 from tools.terraform import (
     BOOTSTRAP_STACK,
@@ -62,8 +63,7 @@ from tools.terraform import (
     Stack,
     StackResult,
     Terraform,
-    UsageError,
-    default_jobs,
+    deploy_bootstrap,
     emulated_targets,
     emulator_copy,
     emulator_dependencies,
@@ -815,8 +815,14 @@ def _deploy(
     progress: Progress,
     pending: dict[str, list[str]],
 ) -> dict[str, StackResult]:
+    def deploy_one(stack: Stack) -> StackResult:
+        return deploy_stack(terraform, stack, progress, pending)
+
     def deploy(stack: Stack) -> StackResult:
-        deployed = deploy_stack(terraform, stack, progress, pending)
+        if stack.name == BOOTSTRAP_STACK:
+            deployed = deploy_bootstrap(terraform, stack, deploy_one, progress=progress)
+        else:
+            deployed = deploy_one(stack)
         return explain_emulator_loss(deployed, emulator)
 
     results = run_in_dependency_order(
@@ -1075,28 +1081,19 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         default=DEFAULT_RESULTS,
         help=f"where findings.json, e2e.json and the emulator log go (default {DEFAULT_RESULTS})",
     )
-    parser.add_argument(
-        "--jobs", type=int, default=default_jobs(), help="stacks run at once (default: CPUs)"
-    )
+    add_jobs_option(parser)
     parser.add_argument(
         "--keep",
         action="store_true",
         help="keep everything deployed and the emulator running until Ctrl-C (no destroy)",
     )
-    arguments = parser.parse_args(argv)
-    if arguments.jobs < 1:
-        parser.error("--jobs must be at least 1")
-    return arguments
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+
+    def deploy_check_destroy() -> int:
         result = run_e2e(
             arguments.out,
             arguments.environment,
@@ -1105,17 +1102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep=arguments.keep,
             base_environment=os.environ,
         )
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-    print()
-    print_summary(result)
-    return 0 if result.succeeded else 1
+        print()
+        print_summary(result)
+        return 0 if result.succeeded else 1
+
+    return run_command(deploy_check_destroy)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,13 @@
 
 validate runs `terraform init -backend=false` and `terraform validate -json` in every stack (or
 those named), several at a time. plan needs the local target (`PHI_TARGET=local python main.py
---out cdktf.out.local`): it starts a moto server on loopback, applies `bootstrap` (the state
-bucket and key every S3 backend uses), applies every stack that another stack reads through
-remote state, and plans the rest, in dependency order, in a temporary copy of the output so the
-synthesized directory stays exactly as main.py wrote it. Naming stacks also runs the stacks they
-read. Resources moto cannot create (tools.emulator.not_emulated_reason) are
-planned but left out of applies, and the summary names them.
+--out cdktf.out.local`): it starts a moto server on loopback, applies `bootstrap` (the state bucket
+and key every S3 backend uses, bootstrap's own included: deploy_bootstrap), applies every stack
+that another stack reads through remote state, and plans the rest, in dependency order, in a
+temporary copy of the output so the synthesized directory stays exactly as main.py wrote it. Naming
+stacks also runs the stacks they read. Resources moto cannot create
+(tools.emulator.not_emulated_reason) are planned but left out of applies, and the summary names
+them.
 
 PHI_PROVIDER_MIRROR=DIR installs providers from a filesystem mirror (offline); unset, they come
 from the registry. Either way they are cached in .cache/terraform/plugins. Exit status: 0 when
@@ -24,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,9 +38,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
+from tools.cli import UsageError, add_jobs_option, run_command
 from tools.emulator import not_emulated_reason, running_emulator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,10 +73,6 @@ REAL_AWS_VARIABLES = (
 )
 DIAGNOSTICS_SHOWN = 3
 ERROR_LINES_SHOWN = 40
-
-
-class UsageError(Exception):
-    """The command cannot run as asked; the message says what to do instead."""
 
 
 class Outcome(StrEnum):
@@ -523,11 +521,6 @@ def print_problems(results: Iterable[StackResult]) -> None:
             print("\n".join(f"  {line}" for line in result.problem.splitlines()))
 
 
-def default_jobs() -> int:
-    # The CPUs this process may use, which in a container can be fewer than the machine has.
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 # --- validate ------------------------------------------------------------------------------
 
 
@@ -765,6 +758,119 @@ def write_emulator_overrides(directory: Path, configuration: Mapping[str, Any]) 
         (directory / EMULATOR_OVERRIDE_FILE).write_text(json.dumps(overrides, indent=2) + "\n")
 
 
+# --- the state bucket's own state ----------------------------------------------------------
+
+# Terraform merges override files in name order and the last backend block wins: this one
+# sorts after EMULATOR_OVERRIDE_FILE.
+FIRST_APPLY_OVERRIDE_FILE = "zz_first_apply_local_backend_override.tf.json"
+FIRST_APPLY_STATE_FILE = "terraform.bootstrap.tfstate"
+MISSING_BUCKET = re.compile(r'S3 bucket "(?P<bucket>[^"]+)" does not exist')
+
+
+def s3_backend(stack: Stack) -> dict[str, Any] | None:
+    backend = stack.configuration().get("terraform", {}).get("backend", {})
+    return dict(backend["s3"]) if "s3" in backend else None
+
+
+def missing_state_bucket(completed: subprocess.CompletedProcess[str]) -> str | None:
+    """The bucket named by a failed init whose S3 backend bucket does not exist yet."""
+    found = MISSING_BUCKET.search(completed.stderr) if completed.returncode != 0 else None
+    return found.group("bucket") if found else None
+
+
+def deploy_bootstrap(
+    terraform: Terraform,
+    stack: Stack,
+    deploy: Callable[[Stack], StackResult],
+    *,
+    progress: Progress,
+) -> StackResult:
+    """Deploy the stack whose S3 backend is the bucket it creates (bootstrap).
+
+    `deploy` inits, plans and applies a stack as the caller does for every stack. While the
+    bucket does not exist, it runs with a local backend (an override file), and the state it
+    wrote is then pushed into the bucket, read back, compared and only then deleted, so no
+    state is left on the machine to be lost with the next synthesis. A local state file left by
+    an earlier run that stopped before the push is pushed first. Once the bucket exists,
+    `deploy` runs as for any stack. `terraform state push` refuses a state of another lineage
+    or an older serial than the bucket holds, so nothing there is overwritten.
+    """
+    backend = s3_backend(stack)
+    if backend is None:
+        return deploy(stack)
+    local_state = stack.directory / FIRST_APPLY_STATE_FILE
+    progress.started(stack, "init (state in the bucket it creates)")
+    init = terraform.run(stack.directory, "init", "-reconfigure")
+    if init.returncode == 0:
+        if local_state.exists():
+            problem = push_local_state(terraform, stack, local_state)
+            if problem:
+                return push_failed(stack, problem)
+        return deploy(stack)
+    if missing_state_bucket(init) != backend.get("bucket"):
+        return failed_step(stack, "init", init)
+    return _first_apply(terraform, stack, deploy, progress=progress, backend=backend)
+
+
+def _first_apply(
+    terraform: Terraform,
+    stack: Stack,
+    deploy: Callable[[Stack], StackResult],
+    *,
+    progress: Progress,
+    backend: Mapping[str, Any],
+) -> StackResult:
+    local_state = stack.directory / FIRST_APPLY_STATE_FILE
+    override = stack.directory / FIRST_APPLY_OVERRIDE_FILE
+    override.write_text(
+        json.dumps({"terraform": {"backend": {"local": {"path": FIRST_APPLY_STATE_FILE}}}}) + "\n"
+    )
+    try:
+        progress.started(stack, "first apply, local state until the bucket exists")
+        deployed = deploy(stack)
+    finally:
+        override.unlink()
+    if not deployed.outcome.succeeded:
+        kept = f"\nstate so far: {local_state} (pushed into the bucket by the next run)"
+        return dataclasses.replace(deployed, problem=deployed.problem + kept)
+    progress.started(stack, "push the state into its bucket")
+    init = terraform.run(stack.directory, "init", "-reconfigure")
+    if init.returncode != 0:
+        return failed_step(stack, "init", init)
+    problem = push_local_state(terraform, stack, local_state)
+    if problem:
+        return push_failed(stack, problem)
+    moved = f"first apply: state moved into s3://{backend['bucket']}/{backend.get('key', '')}"
+    note = f"{deployed.note}; {moved}" if deployed.note else moved
+    return dataclasses.replace(deployed, note=note)
+
+
+def push_failed(stack: Stack, problem: str) -> StackResult:
+    return StackResult(stack.name, Outcome.FAILED, problem=problem, failed_step="state push")
+
+
+def push_local_state(terraform: Terraform, stack: Stack, local_state: Path) -> str:
+    """Push `local_state` to the stack's (initialized) S3 backend, read it back, and delete the
+    local file once the bucket holds the same state. Returns the problem, or "" on success."""
+    keep = f"the state stays in {local_state}"
+    pushed = terraform.run(stack.directory, "state push", local_state.name)
+    if pushed.returncode != 0:
+        return f"terraform state push ({keep}):\n{terraform_error(pushed)}"
+    pulled = terraform.run(stack.directory, "state pull")
+    if pulled.returncode != 0:
+        return f"terraform state pull ({keep}):\n{terraform_error(pulled)}"
+    local = json.loads(local_state.read_text())
+    remote = json.loads(pulled.stdout)
+    # The push keeps the lineage of the (empty) state the S3 backend started: what must match
+    # is what the state records.
+    recorded = ("resources", "outputs")
+    if any(local.get(field) != remote.get(field) for field in recorded):
+        return f"the bucket's state differs from the local one after the push; {keep}"
+    local_state.unlink()
+    local_state.with_name(local_state.name + ".backup").unlink(missing_ok=True)
+    return ""
+
+
 def plan(
     outdir: Path, names: Sequence[str], *, jobs: int, environment: Mapping[str, str]
 ) -> list[StackResult]:
@@ -788,8 +894,13 @@ def plan(
             emulator_environment(terraform.environment, emulator.endpoint_url)
         )
 
+        def plan_and_apply(stack: Stack) -> StackResult:
+            return plan_stack(on_emulator, stack, apply=True, progress=progress)
+
         def run(stack: Stack) -> StackResult:
-            apply = stack.name == BOOTSTRAP_STACK or stack.name in upstream
+            if stack.name == BOOTSTRAP_STACK:
+                return deploy_bootstrap(on_emulator, stack, plan_and_apply, progress=progress)
+            apply = stack.name in upstream
             return plan_stack(on_emulator, stack, apply=apply, progress=progress)
 
         return run_in_dependency_order(
@@ -834,17 +945,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
             default=default_out,
             help=f"synthesized output (default {default_out})",
         )
-        command.add_argument(
-            "--jobs", type=int, default=default_jobs(), help="stacks run at once (default: CPUs)"
-        )
-    arguments = parser.parse_args(argv)
-    if arguments.jobs < 1:
-        parser.error("--jobs must be at least 1")
-    return arguments
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+        add_jobs_option(command)
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -853,23 +955,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate": (validate, print_validate_summary),
         "plan": (plan, print_plan_summary),
     }[arguments.command]
-    # A cancelled CI job sends SIGTERM: clean up (emulator, temporary copy) as for Ctrl-C.
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+
+    def run_and_summarize() -> int:
         results = command(
             arguments.out, arguments.stacks, jobs=arguments.jobs, environment=os.environ
         )
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-    print()
-    summarize(results)
-    return 0 if all(result.outcome.succeeded for result in results) else 1
+        print()
+        summarize(results)
+        return 0 if all(result.outcome.succeeded for result in results) else 1
+
+    return run_command(run_and_summarize)
 
 
 if __name__ == "__main__":
