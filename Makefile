@@ -98,7 +98,7 @@ report-png: report ## a screenshot of the evidence report (needs Chromium): repo
 diff: $(STAMP) ## what promoting FROM to TO changes (FROM=staging TO=prod; DIFF_FORMAT=markdown)
 	$(PY) -m tools.diff $(FROM) $(TO) --format $(DIFF_FORMAT) $(DIFF_ARGS)
 
-bench: $(STAMP) ## time synth/validate/scan/gate against the naive provider import, and growth (~17 min; BENCH_ARGS=--quick)
+bench: $(STAMP) ## time synth/validate/scan/gate against the naive provider import, and growth (~11 min; BENCH_ARGS=--quick)
 	$(PY) -m tools.bench $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict

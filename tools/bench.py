@@ -18,8 +18,8 @@ Measured, each in a fresh process with fresh output directories:
 (1), (2) and (4) run --runs times (default 5); the expensive ones, (3) and (5) and the growth
 runs, --heavy-runs times (default 3), except the single-stack validates and the validates of the
 growth scales, which run in the first round only (about three minutes; the sum of 22 separate
-single-stack samples varies less than one parallel run does). So the default run takes about
-17 minutes on two cores. Runs are interleaved (round 1 of everything, then round 2, ...) so
+single-stack samples varies less than one parallel run does). So the default run takes 11 to 17
+minutes on two cores. Runs are interleaved (round 1 of everything, then round 2, ...) so
 that a change of load on a shared machine spreads over every measurement instead of skewing one.
 
 Growth: N generated copies of environments/dev (unique name, account, bucket prefix, CIDRs, VPN
