@@ -354,7 +354,10 @@ class OrgAuditStack(BackendStack):
         )
 
         def key(
-            purpose: KeyPurpose, *uses: ServiceUse, roles: tuple[str, ...] = ()
+            purpose: KeyPurpose,
+            *uses: ServiceUse,
+            roles: tuple[str, ...] = (),
+            protects_archives: bool = False,
         ) -> CustomerManagedKey:
             return CustomerManagedKey(
                 self,
@@ -371,14 +374,23 @@ class OrgAuditStack(BackendStack):
                     users=organization.keys.users,
                     service_uses=uses,
                     service_roles=roles,
+                    # The archive buckets refuse destruction; a deleted key would make their
+                    # contents unreadable anyway, 30 days later.
+                    prevent_destroy=protects_archives,
                 ),
             )
 
         trail_key = key(
-            KeyPurpose.AUDIT, ServiceUse.CLOUDTRAIL, roles=(audit_config.config_role_arn,)
+            KeyPurpose.AUDIT,
+            ServiceUse.CLOUDTRAIL,
+            roles=(audit_config.config_role_arn,),
+            protects_archives=True,
         )
         logs_key = key(
-            KeyPurpose.LOGS, ServiceUse.CLOUDWATCH_LOGS, ServiceUse.S3_SERVER_ACCESS_LOGS
+            KeyPurpose.LOGS,
+            ServiceUse.CLOUDWATCH_LOGS,
+            ServiceUse.S3_SERVER_ACCESS_LOGS,
+            protects_archives=True,
         )
         alerts_key = key(KeyPurpose.ALERTS, ServiceUse.CLOUDWATCH_ALARMS)
         self.audit = Audit(
@@ -459,6 +471,8 @@ class BootstrapStack(BackendStack):
                 administrators=(*state.keys.administrators, organization.deployment_role_arn),
                 users=state.keys.users,
                 service_uses=(),
+                # Without this key no stack's state can be read: kept like the bucket.
+                prevent_destroy=True,
             ),
         )
         logs_key = CustomerManagedKey(
@@ -472,6 +486,7 @@ class BootstrapStack(BackendStack):
                 administrators=(*state.keys.administrators, organization.deployment_role_arn),
                 users=state.keys.users,
                 service_uses=(ServiceUse.S3_SERVER_ACCESS_LOGS,),
+                prevent_destroy=True,
             ),
         )
         access_logs = HardenedBucket(

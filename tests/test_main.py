@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,55 @@ def test_bootstrap_keeps_its_state_in_the_bucket_it_creates(
     # Its own key, never one another stack writes.
     others = [configuration(s)["terraform"]["backend"]["s3"] for s in ("org-audit", "dev-data")]
     assert all(o["bucket"] == state_bucket and o["key"] != backend["s3"]["key"] for o in others)
+
+
+REFERENCE = re.compile(r"\$\{(?P<type>[a-z0-9_]+)\.(?P<name>[^.}]+)\.[a-z_]+\}")
+
+
+def unprotected_keys_of_protected_buckets(configuration: dict[str, Any]) -> list[str]:
+    """KMS keys (same stack) that encrypt a bucket with prevent_destroy but lack it themselves:
+    destroying one would make the protected bucket unreadable 30 days later."""
+    resources = configuration.get("resource", {})
+
+    def protected(kind: str, name: str) -> bool:
+        body = resources.get(kind, {}).get(name, {})
+        return bool(body.get("lifecycle", {}).get("prevent_destroy"))
+
+    missing = []
+    encryption = resources.get("aws_s3_bucket_server_side_encryption_configuration", {})
+    for sse in encryption.values():
+        bucket = REFERENCE.fullmatch(sse["bucket"])
+        default = sse["rule"][0]["apply_server_side_encryption_by_default"]
+        key = REFERENCE.fullmatch(default.get("kms_master_key_id", ""))
+        if bucket is None or key is None or key["type"] != "aws_kms_key":
+            continue
+        if protected("aws_s3_bucket", bucket["name"]) and not protected("aws_kms_key", key["name"]):
+            missing.append(key["name"])
+    return sorted(set(missing))
+
+
+@pytest.fixture(scope="module")
+def every_environment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("all") / "cdktf.out"
+    assert main.main(["--out", str(out)]) == 0
+    return out
+
+
+def test_every_key_of_a_protected_bucket_is_protected_too(every_environment: Path) -> None:
+    checked = 0
+    for stack in sorted((every_environment / "stacks").iterdir()):
+        configuration = json.loads((stack / "cdk.tf.json").read_text())
+        assert unprotected_keys_of_protected_buckets(configuration) == [], stack.name
+        checked += len(configuration.get("resource", {}).get("aws_kms_key", {}))
+    assert checked >= 20  # the check saw keys at all
+
+
+def test_a_protected_bucket_with_an_unprotected_key_is_found(every_environment: Path) -> None:
+    bootstrap = json.loads((every_environment / "stacks/bootstrap/cdk.tf.json").read_text())
+    keys = bootstrap["resource"]["aws_kms_key"]
+    state_key = next(name for name in keys if name.startswith("state-key"))
+    del keys[state_key]["lifecycle"]
+    assert unprotected_keys_of_protected_buckets(bootstrap) == [state_key]
 
 
 BAD_INPUTS = {
