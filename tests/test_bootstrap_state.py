@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
+from tests.emulated import REGION, aws_client, service_trust_json, terraform_on
 from tools import terraform as runner
 from tools.emulator import Emulator, running_emulator
 
@@ -31,20 +29,7 @@ pytestmark = [
     pytest.mark.emulator,
 ]
 
-REGION = "us-east-1"
 KEY = "org/bootstrap.tfstate"
-TRUST = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "ec2.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-)
 
 
 @pytest.fixture()
@@ -52,24 +37,6 @@ def emulator() -> Iterator[Emulator]:
     # One emulator per test: each starts from "the bucket does not exist".
     with running_emulator() as running:
         yield running
-
-
-def s3(emulator: Emulator) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=emulator.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=runner.EMULATOR_CREDENTIAL,
-        aws_secret_access_key=runner.EMULATOR_CREDENTIAL,
-        config=Config(s3={"addressing_style": "path"}),
-    )
-
-
-def on_emulator(emulator: Emulator) -> runner.Terraform:
-    terraform = runner.Terraform.from_environment(os.environ)
-    return terraform.with_environment(
-        runner.emulator_environment(terraform.environment, emulator.endpoint_url)
-    )
 
 
 def self_hosting_stack(directory: Path, bucket: str) -> runner.Stack:
@@ -100,7 +67,10 @@ def self_hosting_stack(directory: Path, bucket: str) -> runner.Stack:
                 }
             },
             "aws_iam_role": {
-                "deployer": {"name": "bootstrap-deployer", "assume_role_policy": TRUST}
+                "deployer": {
+                    "name": "bootstrap-deployer",
+                    "assume_role_policy": service_trust_json("ec2.amazonaws.com"),
+                }
             },
         },
     }
@@ -127,7 +97,7 @@ def quiet(stack: runner.Stack) -> runner.Progress:
 
 
 def stored_state(emulator: Emulator, bucket: str) -> dict[str, Any]:
-    body = s3(emulator).get_object(Bucket=bucket, Key=KEY)["Body"].read()
+    body = aws_client(emulator, "s3").get_object(Bucket=bucket, Key=KEY)["Body"].read()
     return dict(json.loads(body))
 
 
@@ -147,7 +117,7 @@ def terraform_in(
 def test_the_first_apply_leaves_its_state_in_the_bucket_it_created(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    terraform = on_emulator(emulator)
+    terraform = terraform_on(emulator)
     stack = self_hosting_stack(tmp_path / "bootstrap", "first-apply-state")
 
     # What deploy_bootstrap exists for: the backend's bucket is missing, so a plain run fails.
@@ -174,7 +144,7 @@ def test_the_first_apply_leaves_its_state_in_the_bucket_it_created(
 def test_a_second_run_uses_the_bucket_and_changes_nothing(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    terraform = on_emulator(emulator)
+    terraform = terraform_on(emulator)
     stack = self_hosting_stack(tmp_path / "bootstrap", "second-run-state")
     assert deploy(terraform, stack).outcome is runner.Outcome.APPLIED
     serial = stored_state(emulator, "second-run-state")["serial"]
@@ -190,19 +160,15 @@ def test_a_second_run_uses_the_bucket_and_changes_nothing(
 
 def first_apply_without_push(terraform: runner.Terraform, stack: runner.Stack) -> None:
     """The first apply of a run that stopped before the push: local state, bucket created."""
-    override = stack.directory / runner.FIRST_APPLY_OVERRIDE_FILE
-    override.write_text(
-        json.dumps({"terraform": {"backend": {"local": {"path": runner.FIRST_APPLY_STATE_FILE}}}})
-    )
-    applied = plan_and_apply(terraform)(stack)
-    override.unlink()
+    with runner.local_backend(stack.directory):
+        applied = plan_and_apply(terraform)(stack)
     assert applied.outcome is runner.Outcome.APPLIED, applied.problem
 
 
 def test_a_run_stopped_before_the_push_is_finished_by_the_next(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    terraform = on_emulator(emulator)
+    terraform = terraform_on(emulator)
     stack = self_hosting_stack(tmp_path / "bootstrap", "resumed-state")
     first_apply_without_push(terraform, stack)
     assert (stack.directory / runner.FIRST_APPLY_STATE_FILE).exists()
@@ -219,7 +185,7 @@ def test_without_the_local_state_the_next_apply_collides_with_what_exists(
 ) -> None:
     """The twin of the test above: the state the push saves is what keeps the next apply
     from creating everything again."""
-    terraform = on_emulator(emulator)
+    terraform = terraform_on(emulator)
     stack = self_hosting_stack(tmp_path / "bootstrap", "lost-state")
     first_apply_without_push(terraform, stack)
     (stack.directory / runner.FIRST_APPLY_STATE_FILE).unlink()
@@ -232,7 +198,7 @@ def test_without_the_local_state_the_next_apply_collides_with_what_exists(
 def test_a_local_state_of_another_lineage_is_never_pushed_over_the_bucket(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    terraform = on_emulator(emulator)
+    terraform = terraform_on(emulator)
     stack = self_hosting_stack(tmp_path / "bootstrap", "guarded-state")
     assert deploy(terraform, stack).outcome is runner.Outcome.APPLIED
     before = stored_state(emulator, "guarded-state")

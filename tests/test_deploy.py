@@ -376,7 +376,10 @@ def test_bootstrap_applies_locally_first_then_moves_the_state_into_its_bucket(
     stack = outdir / "stacks" / "bootstrap"
     assert not (stack / FIRST_APPLY_STATE_FILE).exists()
     assert not (stack / FIRST_APPLY_OVERRIDE_FILE).exists()
-    assert json.loads((plans / "bootstrap.json").read_text())["outcome"] == "applied"
+    summary = json.loads((plans / "bootstrap.json").read_text())
+    assert summary["outcome"] == "applied"
+    assert summary["note"] == result.note  # written after the push, not before
+    assert summary["resource_changes"] == [{"address": "aws_s3_bucket.b0", "actions": ["create"]}]
     # Only bootstrap: nothing else is touched.
     assert {name for name, _ in terraform.calls()} == {"bootstrap"}
 

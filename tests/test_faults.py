@@ -45,11 +45,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 import main
+from tests.emulated import REGION, aws_client, service_trust_json, terraform_on
 from tools import terraform as runner
 from tools.emulator import Emulator, running_emulator
 
@@ -59,7 +58,6 @@ pytestmark = [
     pytest.mark.emulator,
 ]
 
-REGION = "us-east-1"
 STATE_BUCKET = "phi-ml-fault-tests-state"
 PAUSE_SECONDS = 10
 # Bounds for the harness, so a hang fails the test instead of blocking the run; not timings
@@ -70,17 +68,6 @@ LOCK_ERROR = "Error acquiring the state lock"
 
 
 # --- the emulator, its clients and a state bucket -------------------------------------------
-
-
-def aws_client(emulator: Emulator, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=emulator.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=runner.EMULATOR_CREDENTIAL,
-        aws_secret_access_key=runner.EMULATOR_CREDENTIAL,
-        config=Config(s3={"addressing_style": "path"}),
-    )
 
 
 def create_state_bucket(emulator: Emulator) -> str:
@@ -96,13 +83,6 @@ def emulator() -> Iterator[Emulator]:
     with running_emulator() as running:
         create_state_bucket(running)
         yield running
-
-
-def on_emulator(emulator: Emulator) -> runner.Terraform:
-    terraform = runner.Terraform.from_environment(os.environ)
-    return terraform.with_environment(
-        runner.emulator_environment(terraform.environment, emulator.endpoint_url)
-    )
 
 
 # --- purpose-built stacks --------------------------------------------------------------------
@@ -299,7 +279,7 @@ def kill_mid_apply(
 def test_an_apply_killed_midway_converges_after_force_unlock(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    terraform = on_emulator(emulator)
+    terraform = terraform_on(emulator)
     key = "faults/killed.tfstate"
     stack = paused_stack(tmp_path / "killed", key, ("aws_sns_topic", topic("killed-first")))
     init(terraform, stack)
@@ -336,21 +316,10 @@ def test_an_apply_killed_midway_converges_after_force_unlock(
 def test_a_resource_created_before_the_kill_that_aws_will_not_repeat_must_be_imported(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    terraform = on_emulator(emulator)
+    terraform = terraform_on(emulator)
     key = "faults/killed-role.tfstate"
     role = "killed-mid-apply"
-    trust = json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "lambda.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-    )
+    trust = service_trust_json("lambda.amazonaws.com")
     first = ("aws_iam_role", {"name": role, "assume_role_policy": trust})
     stack = paused_stack(tmp_path / "killed-role", key, first)
     init(terraform, stack)
@@ -379,7 +348,7 @@ def test_a_resource_created_before_the_kill_that_aws_will_not_repeat_must_be_imp
 def test_a_second_apply_meanwhile_fails_on_the_lock_and_the_first_completes(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    terraform = on_emulator(emulator)
+    terraform = terraform_on(emulator)
     key = "faults/concurrent.tfstate"
     stack = paused_stack(tmp_path / "concurrent", key, ("aws_sns_topic", topic("both-first")))
     init(terraform, stack)
@@ -430,7 +399,7 @@ def instant_stack(directory: Path, key: str, *, tag: str) -> Path:
 def test_an_apply_right_after_a_successful_one_changes_nothing(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    terraform = on_emulator(emulator)
+    terraform = terraform_on(emulator)
     stack = instant_stack(tmp_path / "twice", "faults/twice.tfstate", tag="first")
     init(terraform, stack)
     assert apply(terraform, stack).returncode == 0
@@ -455,7 +424,7 @@ def test_an_emulator_that_stops_mid_apply_fails_clearly_and_keeps_the_state(
     with ExitStack() as server:
         emulator = server.enter_context(running_emulator())
         create_state_bucket(emulator)
-        terraform = on_emulator(emulator)
+        terraform = terraform_on(emulator)
         pause_started = tmp_path / "pause-started"
         stack = paused_stack(
             tmp_path / "stopped",
@@ -519,7 +488,7 @@ def test_plan_destroy_of_the_production_data_stores_is_refused(
     backend = json.loads((stack / "cdk.tf.json").read_text())["terraform"]["backend"]["s3"]
     s3 = aws_client(emulator, "s3")
     s3.create_bucket(Bucket=backend["bucket"])
-    terraform = on_emulator(emulator)
+    terraform = terraform_on(emulator)
     init(terraform, stack)
     # The protected resources (and what they use), and one unprotected resource beside them.
     unprotected = next(

@@ -33,6 +33,7 @@ from botocore.exceptions import ClientError
 
 import main
 from environments.loader import ENVIRONMENTS_DIR
+from tests.emulated import service_trust
 from tools import terraform as runner
 from tools.cli import UsageError, default_jobs
 from tools.emulator import LOOPBACK, Emulator, running_emulator
@@ -516,16 +517,7 @@ def test_an_action_moto_lacks_fails_at_once_and_names_itself(emulator: Emulator)
 @pytest.mark.emulator
 def test_aws_managed_policies_attach_on_the_emulator(emulator: Emulator) -> None:
     iam = client(emulator, "iam", account="111111111111")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "ec2.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
+    trust = service_trust("ec2.amazonaws.com")
     iam.create_role(RoleName="enclave-host", AssumeRolePolicyDocument=json.dumps(trust))
     managed = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     iam.attach_role_policy(RoleName="enclave-host", PolicyArn=managed)
@@ -785,16 +777,7 @@ def test_feature_groups_keep_their_online_store_key_and_glue_table(emulator: Emu
 @pytest.mark.emulator
 def test_lambda_functions_report_their_dead_letter_queue(emulator: Emulator) -> None:
     functions = client(emulator, "lambda", account="111111111111")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
+    trust = service_trust("lambda.amazonaws.com")
     client(emulator, "iam", account="111111111111").create_role(
         RoleName="rollback", AssumeRolePolicyDocument=json.dumps(trust)
     )

@@ -33,12 +33,10 @@ interrupted.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,11 +126,13 @@ class StackRun:
         self.plans_dir = plans_dir
         self.progress = progress
         self.apply = apply
+        # What each stack's plan would change, kept for a summary rewritten after the run.
+        self.changes: dict[str, list[ResourceChange]] = {}
 
     def __call__(self, stack: Stack) -> StackResult:
         self.progress.started(stack, "applying" if self.apply else "planning")
-        result, changes = self._run(stack)
-        write_summary(self.plans_dir, stack, result, changes)
+        result, self.changes[stack.name] = self._run(stack)
+        write_summary(self.plans_dir, stack, result, self.changes[stack.name])
         return result
 
     def _failure(
@@ -271,11 +271,16 @@ def bootstrap(
     terraform = Terraform.from_environment(environment)
     progress = Progress([stack])
     task = StackRun(terraform, plans_dir, progress, apply=True)
-    started = time.monotonic()
-    result = deploy_bootstrap(terraform, stack, task, progress=progress)
-    result = dataclasses.replace(result, seconds=time.monotonic() - started)
-    progress.finished(result)
-    write_summary(plans_dir, stack, result)
+
+    def first_or_later_apply(stack: Stack) -> StackResult:
+        return deploy_bootstrap(terraform, stack, task, progress=progress)
+
+    # As every run here: timed, and on Ctrl-C or SIGTERM terraform is asked to stop.
+    [result] = run_in_dependency_order(
+        [stack], {stack.name: set()}, first_or_later_apply, jobs=1, progress=progress
+    )
+    # The summary StackRun wrote predates the push, which can add a note or a failure.
+    write_summary(plans_dir, stack, result, task.changes.get(stack.name, ()))
     return result
 
 

@@ -36,7 +36,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -52,7 +51,7 @@ from environments.loader import EnvironmentFileError
 from policies.findings import Finding, Findings, Source, Status, write_findings
 from policies.runtime import RuntimeChecksError, run_runtime_checks
 from tools.cli import UsageError, add_jobs_option, run_command
-from tools.emulator import Emulator, running_emulator
+from tools.emulator import Emulator
 from tools.terraform import (
     BOOTSTRAP_STACK,
     EMULATOR_CREDENTIAL,
@@ -65,9 +64,8 @@ from tools.terraform import (
     Terraform,
     deploy_bootstrap,
     emulated_targets,
-    emulator_copy,
     emulator_dependencies,
-    emulator_environment,
+    emulator_workspace,
     failed_step,
     load_stacks,
     not_emulated_reasons,
@@ -733,16 +731,10 @@ def run_e2e(
     results.mkdir(parents=True, exist_ok=True)
     emulator_log = results / EMULATOR_LOG_FILE
     progress = Progress(stacks)
-    with (
-        tempfile.TemporaryDirectory(prefix="phi-ml-e2e-") as workdir,
-        running_emulator(emulator_log) as emulator,
-    ):
-        progress.note(f"emulator: {emulator.endpoint_url} (log: {emulator_log})")
-        copy = emulator_copy(outdir, Path(workdir) / "out")
-        working = [copy[stack.name] for stack in stacks]
-        on_emulator = terraform.with_environment(
-            emulator_environment(terraform.environment, emulator.endpoint_url)
-        )
+    with emulator_workspace(
+        outdir, stacks, terraform, log=emulator_log, progress=progress, prefix="phi-ml-e2e-"
+    ) as workspace:
+        emulator, on_emulator, working = workspace.emulator, workspace.terraform, workspace.stacks
         pending: dict[str, list[str]] = {}
         deployed = _deploy(
             on_emulator, working, emulator, jobs=jobs, progress=progress, pending=pending
@@ -769,7 +761,7 @@ def run_e2e(
             ),
         )
         if keep:
-            _announce_kept(emulator, workdir, progress)
+            _announce_kept(emulator, workspace.workdir, progress)
             wait_until_interrupted()
             destroyed: dict[str, StackResult] = {}
             swept = None
@@ -904,7 +896,7 @@ def explain_emulator_loss(result: StackResult, emulator: Emulator) -> StackResul
     )
 
 
-def _announce_kept(emulator: Emulator, workdir: str, progress: Progress) -> None:
+def _announce_kept(emulator: Emulator, workdir: Path, progress: Progress) -> None:
     progress.note(
         f"--keep: everything stays deployed on {emulator.endpoint_url} until Ctrl-C; "
         "nothing will be destroyed.\n"

@@ -33,15 +33,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
 from tools.cli import UsageError, add_jobs_option, run_command
-from tools.emulator import not_emulated_reason, running_emulator
+from tools.emulator import Emulator, not_emulated_reason, running_emulator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".cache" / "terraform"
@@ -325,8 +326,11 @@ class Terraform:
         cli_config = write_cli_config(configured_mirror(base))
         return cls(executable, terraform_environment(base, cli_config))
 
-    def with_environment(self, environment: Mapping[str, str]) -> Terraform:
-        return dataclasses.replace(self, environment=environment)
+    def on_emulator(self, endpoint_url: str) -> Terraform:
+        """This terraform with every AWS call sent to the emulator at `endpoint_url`."""
+        return dataclasses.replace(
+            self, environment=emulator_environment(self.environment, endpoint_url)
+        )
 
     def run(
         self, directory: Path, command: str, *arguments: str
@@ -752,6 +756,40 @@ def emulator_overrides(configuration: Mapping[str, Any]) -> dict[str, Any]:
     return overrides
 
 
+@dataclass(frozen=True)
+class EmulatorWorkspace:
+    emulator: Emulator
+    terraform: Terraform  # every AWS call goes to the emulator
+    workdir: Path  # holds the copy of the synthesized output the stacks run in
+    stacks: list[Stack]  # the copies, in the order asked for
+
+
+@contextmanager
+def emulator_workspace(
+    outdir: Path,
+    stacks: Sequence[Stack],
+    terraform: Terraform,
+    *,
+    log: Path,
+    progress: Progress,
+    prefix: str,
+) -> Iterator[EmulatorWorkspace]:
+    """A moto server on loopback and a clean copy of `outdir` (with the emulator's overrides)
+    to run `stacks` in; both are gone when the block ends."""
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as workdir,
+        running_emulator(log) as emulator,
+    ):
+        progress.note(f"emulator: {emulator.endpoint_url} (log: {log})")
+        copy = emulator_copy(outdir, Path(workdir) / "out")
+        yield EmulatorWorkspace(
+            emulator,
+            terraform.on_emulator(emulator.endpoint_url),
+            Path(workdir),
+            [copy[stack.name] for stack in stacks],
+        )
+
+
 def write_emulator_overrides(directory: Path, configuration: Mapping[str, Any]) -> None:
     overrides = emulator_overrides(configuration)
     if overrides:
@@ -821,15 +859,9 @@ def _first_apply(
     backend: Mapping[str, Any],
 ) -> StackResult:
     local_state = stack.directory / FIRST_APPLY_STATE_FILE
-    override = stack.directory / FIRST_APPLY_OVERRIDE_FILE
-    override.write_text(
-        json.dumps({"terraform": {"backend": {"local": {"path": FIRST_APPLY_STATE_FILE}}}}) + "\n"
-    )
-    try:
+    with local_backend(stack.directory):
         progress.started(stack, "first apply, local state until the bucket exists")
         deployed = deploy(stack)
-    finally:
-        override.unlink()
     if not deployed.outcome.succeeded:
         kept = f"\nstate so far: {local_state} (pushed into the bucket by the next run)"
         return dataclasses.replace(deployed, problem=deployed.problem + kept)
@@ -843,6 +875,20 @@ def _first_apply(
     moved = f"first apply: state moved into s3://{backend['bucket']}/{backend.get('key', '')}"
     note = f"{deployed.note}; {moved}" if deployed.note else moved
     return dataclasses.replace(deployed, note=note)
+
+
+@contextmanager
+def local_backend(directory: Path) -> Iterator[None]:
+    """Within the block, the stack in `directory` keeps its state in FIRST_APPLY_STATE_FILE
+    (an override file replaces its S3 backend); the override is removed however it ends."""
+    override = directory / FIRST_APPLY_OVERRIDE_FILE
+    override.write_text(
+        json.dumps({"terraform": {"backend": {"local": {"path": FIRST_APPLY_STATE_FILE}}}}) + "\n"
+    )
+    try:
+        yield
+    finally:
+        override.unlink()
 
 
 def push_failed(stack: Stack, problem: str) -> StackResult:
@@ -883,16 +929,10 @@ def plan(
     # Stacks read through remote state need real state, so they are applied, not only planned.
     upstream = {dependency for stack in selected for dependency in stack.dependencies}
     progress = Progress(selected)
-    with (
-        tempfile.TemporaryDirectory(prefix="phi-ml-plan-") as workdir,
-        running_emulator(EMULATOR_LOG) as emulator,
-    ):
-        progress.note(f"emulator: {emulator.endpoint_url} (log: {EMULATOR_LOG})")
-        copy = emulator_copy(outdir, Path(workdir) / "out")
-        stacks = [copy[stack.name] for stack in selected]
-        on_emulator = terraform.with_environment(
-            emulator_environment(terraform.environment, emulator.endpoint_url)
-        )
+    with emulator_workspace(
+        outdir, selected, terraform, log=EMULATOR_LOG, progress=progress, prefix="phi-ml-plan-"
+    ) as workspace:
+        stacks, on_emulator = workspace.stacks, workspace.terraform
 
         def plan_and_apply(stack: Stack) -> StackResult:
             return plan_stack(on_emulator, stack, apply=True, progress=progress)
