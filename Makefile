@@ -32,7 +32,9 @@ PHI_PROVIDER_MIRROR ?= $(firstword $(wildcard /opt/tf-plugins /usr/local/share/t
 export PHI_PROVIDER_MIRROR
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help setup synth synth-local validate plan e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
+PATIENTS ?=
+
+.PHONY: help setup synth synth-local validate plan features e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +67,12 @@ scan: $(STAMP) ## the policy gate: checkov offline + policies/checks over OUT's 
 
 diagram: synth ## the architecture diagram (Mermaid) generated from OUT's stacks: reports/architecture.mmd
 	$(PY) -m tools.diagram --out $(OUT) --output $(REPORTS)/architecture.mmd
+
+# Data through the data layers without an AWS account: a synthetic HealthLake export into the
+# raw bucket, the feature builder, the feature groups' offline and online stores (moto).
+features: ## FHIR export -> feature builder -> feature groups of ENV (default dev) on the emulator: reports/features/<env>/
+	$(MAKE) --no-print-directory synth-local ENV="$(or $(ENV),dev)"
+	$(PY) -m tools.features $(or $(ENV),dev) --out $(LOCAL_OUT) --reports $(REPORTS)/features $(if $(PATIENTS),--patients $(PATIENTS))
 
 # The whole deploy loop without an AWS account: moto on loopback, apply every stack of the
 # environment in dependency order, the runtime evidence checks, destroy, nothing left behind.
@@ -104,7 +112,7 @@ bench: $(STAMP) ## time synth/validate/scan/gate against the naive provider impo
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy main.py modules environments tools policies runtime
+	$(VENV)/bin/mypy main.py modules environments tools policies runtime ml
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -113,9 +121,10 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 test: lint ## lint, then every test (constructs, environments, synth, terraform validate, moto plan)
 	$(VENV)/bin/pytest
 
-demo: ## the whole story on the embedded default: synth, validate, scan, e2e (dev on moto), report
+demo: ## the whole story on the embedded default: synth, validate, scan, features and e2e (dev on moto), report
 	$(MAKE) --no-print-directory validate
 	$(PY) -m policies.gate --out $(OUT) --results $(SCAN_RESULTS)
+	$(MAKE) --no-print-directory features ENV=dev
 	$(MAKE) --no-print-directory e2e ENV=dev
 	$(MAKE) --no-print-directory report
 	@echo "demo complete: evidence report in $(REPORTS)/evidence.html (and $(REPORTS)/evidence.md)"

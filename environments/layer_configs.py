@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from environments.schema import WorkloadEnvironment
+from ml.feature_spec import basis_problem, group_problem
 from modules.config import LayerConfig
 from modules.detection import DetectionConfig
 from modules.features import FeaturesConfig
@@ -81,6 +82,29 @@ def _role_arn(environment: WorkloadEnvironment, name: str) -> str:
     return f"arn:aws:iam::{environment.account_id}:role/{name}"
 
 
+def _check_feature_builder_can_fill(environment: WorkloadEnvironment) -> None:
+    """Every declared feature is one the FHIR feature builder derives, with its type, and the
+    processing basis exists in the environment's jurisdiction."""
+    settings = environment.ml.features
+    basis = settings.processing_basis
+    problem = basis_problem(environment.jurisdiction.value, basis.kind, basis.reference)
+    if problem:
+        raise LayerConfigError("ml.features.processing_basis", problem)
+    for index, group in enumerate(settings.groups):
+        found = group_problem(
+            group.name,
+            group.record_identifier,
+            group.event_time,
+            [(feature.name, feature.type) for feature in group.features],
+        )
+        if found:
+            position, rule = found
+            field = f"ml.features.groups[{index}]"
+            raise LayerConfigError(
+                field if position is None else f"{field}.features[{position}]", rule
+            )
+
+
 def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
     """Every layer's config for a workload environment (LayerConfigError on a bad value)."""
     env = environment
@@ -133,6 +157,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         if ml.fhir
         else None
     )
+    _check_feature_builder_can_fill(env)
     features = _build(
         FeaturesConfig,
         "ml.features",

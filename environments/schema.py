@@ -256,11 +256,44 @@ class FhirSettings(_Model):
     """HealthLake FHIR R4 datastore (only in regions that offer HealthLake)."""
 
     datastore_name: str
+    region: Region | None = Field(
+        default=None,
+        description="the datastore's region when the environment's region has no HealthLake "
+        "(default: region); it must be in allowed_regions",
+    )
     smart_on_fhir: SmartOnFhir | None = None
+
+
+class ProcessingBasisSettings(_Model):
+    """The permit or legal basis every feature record is processed under (its
+    `processing_basis` column); which kinds exist depends on the jurisdiction."""
+
+    kind: str
+    reference: str | None = Field(
+        default=None, description="the permit, waiver or agreement identifier"
+    )
+
+
+class FeatureBuilderSettings(_Model):
+    """The SageMaker Processing job that turns a FHIR export into feature records."""
+
+    image: str = Field(description="the feature-builder image, by digest (repository@sha256:...)")
+    instance_type: str
+    instance_count: int = Field(description="instances the export's partitions are sharded over")
+    partitions: int = Field(description="patient partitions the export is split into first")
+    max_bad_line_share: float = Field(
+        default=0.01, description="above this share of bad input lines nothing is written"
+    )
+    max_runtime_seconds: int = 3600
 
 
 class FeatureSettings(_Model):
     groups: tuple[FeatureGroupSpec, ...] = Field(min_length=1)
+    processing_basis: ProcessingBasisSettings
+    # Where HealthLake exports (StartFHIRExportJob) land in the raw bucket; the builder reads
+    # nothing else.
+    export_prefix: str = "fhir-export/"
+    builder: FeatureBuilderSettings
 
 
 class PipelineSettings(_Model):

@@ -299,10 +299,8 @@ def spec_from_dict(data: Any) -> FeatureSpec:
             [(f.name, f.type) for f in spec.features],
         )
         if found:
-            position, rule = found
-            raise SpecError(
-                f"{where}{'' if position is None else f'.features[{position}]'}: {rule}"
-            )
+            at, rule = found
+            raise SpecError(f"{where}{'' if at is None else f'.features[{at}]'}: {rule}")
         if not spec.resolved_output_s3_uri.startswith("s3://"):
             raise SpecError(f"{where}.resolved_output_s3_uri: must be an s3:// URI")
         groups.append(spec)

@@ -32,6 +32,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, Any
 
+from tools.emulator_featurestore import emulate_feature_store_runtime
+
 LOOPBACK = "127.0.0.1"
 # Resource types moto cannot create, with the reason. A stack that has to be applied (another
 # stack reads its outputs) is applied without them, and the run says so; planning is unaffected.
@@ -905,6 +907,7 @@ def serve() -> None:
     _validate_endpoint_instance_types_as_aws_does()
     _emulate_model_package_group_policies()
     _emulate_monitoring_schedules()
+    emulate_feature_store_runtime()
     _merge_guardduty_features()
     _deliver_flow_logs_to_log_groups_named_by_arn()
     _emulate_security_hub_configuration_and_standards()

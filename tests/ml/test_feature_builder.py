@@ -234,7 +234,8 @@ BAD_LINES = {
     "Observation": [
         b"{not json\n",
         b'{"resourceType": "Observation", "id": "no-subject", "status": "final"}\n',
-        b'{"resourceType": "Observation", "id": "no-time", "subject": {"reference": "Patient/p"}}\n',
+        b'{"resourceType": "Observation", "id": "no-time",'
+        b' "subject": {"reference": "Patient/p"}}\n',
     ],
     "Patient": [
         b'{"resourceType": "Patient", "id": "p"}\n',  # a duplicate of the one written first
