@@ -47,11 +47,18 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from environments.loader import EnvironmentFileError
+from environments.loader import (
+    ENVIRONMENT_FILE,
+    ENVIRONMENTS_DIR,
+    EnvironmentFileError,
+    load_environment,
+)
+from environments.schema import WorkloadEnvironment
 from policies.findings import Finding, Findings, Source, Status, write_findings
 from policies.runtime import RuntimeChecksError, run_runtime_checks
 from tools.cli import UsageError, add_jobs_option, run_command
 from tools.emulator import Emulator
+from tools.feature_flow import E2E_POPULATION, flow_features, summary_lines
 from tools.terraform import (
     BOOTSTRAP_STACK,
     EMULATOR_CREDENTIAL,
@@ -81,6 +88,7 @@ DEFAULT_OUTDIR = Path("cdktf.out.local")
 DEFAULT_RESULTS = Path("reports/e2e")
 FINDINGS_FILE = "findings.json"
 SUMMARY_FILE = "e2e.json"
+FEATURES_FOLDER = "features"
 EMULATOR_LOG_FILE = "emulator.log"
 RUNTIME_CHECKS_ID = "E2E_RUNTIME_CHECKS"
 SWEEP_SESSION_NAME = "phi-ml-e2e-sweep"
@@ -736,8 +744,16 @@ def run_e2e(
     ) as workspace:
         emulator, on_emulator, working = workspace.emulator, workspace.terraform, workspace.stacks
         pending: dict[str, list[str]] = {}
-        deployed = _deploy(
+        deployed = deploy_stacks(
             on_emulator, working, emulator, jobs=jobs, progress=progress, pending=pending
+        )
+        _flow_features(
+            environment,
+            stacks=working,
+            deployed=deployed,
+            emulator=emulator,
+            results=results,
+            progress=progress,
         )
         findings = _check(
             checks,
@@ -798,7 +814,7 @@ def run_e2e(
     return result
 
 
-def _deploy(
+def deploy_stacks(
     terraform: Terraform,
     stacks: Sequence[Stack],
     emulator: Emulator,
@@ -821,6 +837,40 @@ def _deploy(
         stacks, emulator_dependencies(stacks), deploy, jobs=jobs, progress=progress
     )
     return {result.stack: result for result in results}
+
+
+def _flow_features(
+    environment_name: str,
+    *,
+    stacks: Sequence[Stack],
+    deployed: Mapping[str, StackResult],
+    emulator: Emulator,
+    results: Path,
+    progress: Progress,
+) -> None:
+    """Data through the applied data layers before the runtime checks, so the checks of
+    consent and processing basis judge records that were really written (see
+    tools.feature_flow); an environment without a data stack (org) has none."""
+    data = next((s for s in stacks if s.name == f"{environment_name}-data"), None)
+    # The folder main.py synthesized from (PHI_ENVIRONMENTS_DIR, as it reads it).
+    root = Path(os.environ.get("PHI_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR))
+    path = root / environment_name / ENVIRONMENT_FILE
+    if data is None or deployed[data.name].outcome is not Outcome.APPLIED or not path.is_file():
+        return
+    environment = load_environment(path)
+    if not isinstance(environment, WorkloadEnvironment):
+        return
+    identity = next(i for i in provider_identities([data]) if i.account == environment.account_id)
+    progress.note("features: synthetic FHIR export -> feature builder -> feature groups")
+    summary = flow_features(
+        environment,
+        emulator_session(emulator.endpoint_url, identity, "phi-ml-e2e-features"),
+        endpoint_url=emulator.endpoint_url,
+        folder=results / FEATURES_FOLDER,
+        population=E2E_POPULATION,
+    )
+    for line in summary_lines(summary):
+        progress.note(line.strip())
 
 
 def _check(
