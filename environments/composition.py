@@ -1,10 +1,10 @@
 """Environment composition: the only place with providers, backends, accounts and regions.
 
 Each workload environment becomes the stacks `<env>-data` (keys, buckets, features),
-`<env>-fhir` (HealthLake, where the region offers it), `<env>-network` (VPC, endpoints, flow
-logs, ingest) and `<env>-ml` (pipeline, registry, inference, monitoring); the organization
-environment adds `bootstrap`, which creates the state bucket every S3 backend uses, its own
-included (see BootstrapStack for its first apply).
+`<env>-fhir` (HealthLake, in the environment's region or in `ml.fhir.region`), `<env>-network`
+(VPC, endpoints, flow logs, ingest) and `<env>-ml` (pipeline, registry, inference,
+monitoring); the organization environment adds `bootstrap`, which creates the state bucket
+every S3 backend uses, its own included (see BootstrapStack for its first apply).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from environments.target import Target
 from modules import aws
 from modules.audit import Audit, AuditConfig, ConfigAggregator, ConfigAggregatorConfig
 from modules.detection import AlertsTopic, Detection
+from modules.feature_build import FeatureBuild
 from modules.features import Features
-from modules.fhir import Fhir, FhirConfig
+from modules.fhir import DatastoreRegionStorage, Fhir, FhirConfig
 from modules.governance import Governance
 from modules.inference import Inference
 from modules.ingest import Ingest
@@ -68,11 +69,14 @@ def _provider(
     stack: TerraformStack,
     environment: WorkloadEnvironment | OrganizationEnvironment,
     target: Target,
+    region: str | None = None,
 ) -> None:
     aws.AwsProvider(
         stack,
         "aws",
-        region=environment.region,
+        # Another of the environment's allowed regions only for a stack that must live there
+        # (a FHIR datastore where the environment's region has no HealthLake).
+        region=region or environment.region,
         # Refuses to run if the credentials resolve to any other account.
         allowed_account_ids=[environment.account_id],
         assume_role=[
@@ -107,9 +111,12 @@ class BackendStack(TerraformStack):
         environment: WorkloadEnvironment | OrganizationEnvironment,
         organization: OrganizationEnvironment,
         target: Target,
+        region: str | None = None,
     ) -> None:
         super().__init__(scope, name)
-        _provider(self, environment, target)
+        if region is not None and region not in environment.allowed_regions:
+            raise ValueError(f"{name}: region {region} is outside allowed_regions")
+        _provider(self, environment, target, region)
         state = organization.state_backend
         S3Backend(
             self,
@@ -128,15 +135,19 @@ class BackendStack(TerraformStack):
 
 
 class PlatformStack(BackendStack):
-    """A stack of a workload environment."""
+    """A stack of a workload environment (in its region, unless `region` names another of its
+    allowed regions)."""
 
-    def __init__(self, scope: Construct, name: str, *, context: StackContext) -> None:
+    def __init__(
+        self, scope: Construct, name: str, *, context: StackContext, region: str | None = None
+    ) -> None:
         super().__init__(
             scope,
             name,
             environment=context.environment,
             organization=context.organization,
             target=context.target,
+            region=region,
         )
 
 
@@ -193,7 +204,12 @@ class DataStack(PlatformStack):
 
 class FhirStack(PlatformStack):
     """The HealthLake FHIR datastore, apart from the data stack because AWS HealthLake exists
-    only in some regions and not in the local emulator: everything else still applies."""
+    only in some regions and not in the local emulator: everything else still applies.
+
+    In the environment's region it reads the data stack's raw bucket with its PHI key. In
+    another region (`ml.fhir.region`; same account, deployment role, tags and allow-list) the
+    stack also holds that region's PHI key and FHIR bucket, which is all it uses: HealthLake's
+    buckets and keys must be in its own region."""
 
     def __init__(
         self,
@@ -204,12 +220,21 @@ class FhirStack(PlatformStack):
         context: StackContext,
         config: FhirConfig,
     ) -> None:
-        super().__init__(scope, name, context=context)
-        self.fhir = Fhir(
-            self, "fhir", config=config, phi_key=data.keys.phi_data, raw_bucket=data.storage.raw
-        )
+        super().__init__(scope, name, context=context, region=config.region)
+        region_keys = context.configs.fhir_region_keys
+        if region_keys is None:
+            phi_key, import_bucket = data.keys.phi_data, data.storage.raw
+        else:
+            storage = DatastoreRegionStorage(
+                self, "region-storage", keys=region_keys, storage=context.configs.storage
+            )
+            phi_key, import_bucket = storage.phi_key, storage.bucket
+        self.fhir = Fhir(self, "fhir", config=config, phi_key=phi_key, import_bucket=import_bucket)
         TerraformOutput(self, "fhir-datastore-endpoint", value=self.fhir.datastore_endpoint)
         TerraformOutput(self, "fhir-import-role-arn", value=self.fhir.import_role_arn)
+        if region_keys is not None:
+            TerraformOutput(self, "fhir-bucket", value=import_bucket.bucket_name)
+            TerraformOutput(self, "phi-data-key-arn", value=phi_key.key_arn)
 
 
 class NetworkStack(PlatformStack):
@@ -240,7 +265,8 @@ class NetworkStack(PlatformStack):
 
 
 class MlStack(PlatformStack):
-    """From data to a governed model in production: pipeline, registry, endpoint, monitor."""
+    """From data to a governed model in production: feature build, pipeline, registry,
+    endpoint, monitor."""
 
     def __init__(
         self,
@@ -272,6 +298,19 @@ class MlStack(PlatformStack):
             vpc_id=vpc_id,
             subnet_ids=subnet_ids,
         )
+        self.feature_build = FeatureBuild(
+            self,
+            "feature-build",
+            config=configs.feature_build,
+            ml_key=keys.ml_artifacts,
+            feature_key=keys.feature_store,
+            raw_bucket=storage.raw,
+            artifacts_bucket=storage.ml_artifacts,
+            offline_bucket=storage.feature_offline,
+            resolved_output_s3_uris=data.features.resolved_output_s3_uris,
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
+        )
         self.inference = Inference(
             self,
             "inference",
@@ -296,6 +335,7 @@ class MlStack(PlatformStack):
             log_retention_days=context.environment.logs.audit_retention_days,
         )
         TerraformOutput(self, "pipeline-arn", value=self.pipelines.pipeline_arn)
+        TerraformOutput(self, "features-pipeline-arn", value=self.feature_build.pipeline_arn)
         TerraformOutput(self, "endpoint-name", value=self.inference.endpoint_name)
 
 
@@ -435,11 +475,18 @@ class OrgAuditStack(BackendStack):
 def phi_bucket_arns(workloads: list[WorkloadEnvironment]) -> list[str]:
     """Every workload environment's buckets that hold patient data or what is derived from it:
     the organization trail records each object read and write in them."""
-    return [
-        f"arn:aws:s3:::{layer_configs(workload).storage.bucket_name(purpose)}"
-        for workload in workloads
-        for purpose in ("raw", "curated", "feature-offline", "ml-artifacts")
-    ]
+    arns: list[str] = []
+    for workload in workloads:
+        configs = layer_configs(workload)
+        arns += [
+            f"arn:aws:s3:::{configs.storage.bucket_name(purpose)}"
+            for purpose in ("raw", "curated", "feature-offline", "ml-artifacts")
+        ]
+        # A datastore outside the home region imports from and exports to its own region's
+        # bucket: FHIR records, like the raw bucket's. (The trail is multi-region.)
+        if configs.fhir_bucket_name is not None:
+            arns.append(f"arn:aws:s3:::{configs.fhir_bucket_name}")
+    return arns
 
 
 class BootstrapStack(BackendStack):
@@ -552,13 +599,16 @@ def build_app(
         data = DataStack(app, f"{environment.name}-data", context=context)
         data.add_dependency(governance)
         if context.configs.fhir is not None:
-            FhirStack(
+            fhir = FhirStack(
                 app,
                 f"{environment.name}-fhir",
                 data=data,
                 context=context,
                 config=context.configs.fhir,
             )
+            if context.configs.fhir_region_keys is not None:
+                # It reads nothing from the data stack, so nothing orders it after governance.
+                fhir.add_dependency(governance)
         network = NetworkStack(app, f"{environment.name}-network", data=data, context=context)
         MlStack(app, f"{environment.name}-ml", data=data, network=network, context=context)
         SecurityStack(

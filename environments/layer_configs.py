@@ -13,18 +13,20 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from environments.schema import WorkloadEnvironment
+from environments.schema import Jurisdiction, WorkloadEnvironment
 from ml.feature_spec import basis_problem, group_problem
 from modules.config import LayerConfig
 from modules.detection import DetectionConfig
+from modules.feature_build import FeatureBuildConfig, features_pipeline_name
 from modules.features import FeaturesConfig
-from modules.fhir import FhirConfig
+from modules.fhir import FHIR_BUCKET_PURPOSE, FhirConfig
 from modules.inference import InferenceConfig
 from modules.ingest import IngestConfig, VpnPeerConfig
 from modules.keys import KeyPurpose, KeysConfig
 from modules.monitoring import MonitoringConfig
 from modules.network import NetworkConfig
 from modules.pipelines import PipelineConfig
+from modules.regions import EU_RESIDENCY_REGIONS
 from modules.registry import RegistryConfig
 from modules.storage import StorageConfig
 
@@ -57,11 +59,23 @@ class LayerConfigs:
     fhir: FhirConfig | None
     features: FeaturesConfig
     pipeline: PipelineConfig
+    feature_build: FeatureBuildConfig
     registry: RegistryConfig
     inference: InferenceConfig
     monitoring: MonitoringConfig
     detection: DetectionConfig
     keys: KeysConfig
+    # The environment's keys in the FHIR datastore's region, when that is not the environment's
+    # region (KMS keys are regional): the datastore's PHI key and its bucket's logs key.
+    fhir_region_keys: KeysConfig | None = None
+
+    @property
+    def fhir_bucket_name(self) -> str | None:
+        """The datastore region's FHIR bucket (imports, job results, exports), or None when
+        the datastore is in the environment's region and reads the raw bucket."""
+        if self.fhir is None or self.fhir_region_keys is None:
+            return None
+        return self.storage.bucket_name(FHIR_BUCKET_PURPOSE, region=self.fhir.region)
 
 
 def _build(
@@ -80,6 +94,30 @@ def _build(
 
 def _role_arn(environment: WorkloadEnvironment, name: str) -> str:
     return f"arn:aws:iam::{environment.account_id}:role/{name}"
+
+
+def _fhir_region(environment: WorkloadEnvironment) -> str | None:
+    """The FHIR datastore's region: `ml.fhir.region`, by default the environment's. Like every
+    region the environment uses it is inside allowed_regions, and an EU environment's is an
+    EU region (its allowed_regions are too; said here in the datastore's own terms)."""
+    settings = environment.ml.fhir
+    if settings is None:
+        return None
+    region = settings.region
+    if region is None:
+        return environment.region
+    if environment.jurisdiction is Jurisdiction.EU and region not in EU_RESIDENCY_REGIONS:
+        raise LayerConfigError(
+            "ml.fhir.region",
+            f"'{region}' is outside the EU: an EU environment's FHIR datastore must be in an EU "
+            f"region ({', '.join(sorted(EU_RESIDENCY_REGIONS))}; GDPR Chapter V, EHDS residency)",
+        )
+    if region not in environment.allowed_regions:
+        raise LayerConfigError(
+            "ml.fhir.region",
+            f"'{region}' is outside allowed_regions [{', '.join(environment.allowed_regions)}]",
+        )
+    return region
 
 
 def _check_feature_builder_can_fill(environment: WorkloadEnvironment) -> None:
@@ -144,12 +182,17 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         vpc_cidr=env.network.vpc_cidr,
         tunnel_log_retention_days=env.logs.audit_retention_days,
     )
+    fhir_region = _fhir_region(env)
     fhir = (
         _build(
             FhirConfig,
             "ml.fhir",
-            {"datastore_name": "ml.fhir.datastore_name", "region": "region"},
-            **common,
+            {
+                "datastore_name": "ml.fhir.datastore_name",
+                # Where the region came from: the datastore's own field, or the environment's.
+                "region": "ml.fhir.region" if ml.fhir.region else "region",
+            },
+            **{**common, "region": fhir_region},
             datastore_name=ml.fhir.datastore_name,
             smart_on_fhir=ml.fhir.smart_on_fhir,
             production=env.production,
@@ -157,6 +200,10 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         if ml.fhir
         else None
     )
+    # A datastore in the environment's region reads the raw bucket with the data stack's PHI
+    # key; one elsewhere reads its own region's bucket with its own region's PHI key, and the
+    # import role is a user of that key only.
+    fhir_elsewhere = fhir is not None and fhir.region != env.region
     _check_feature_builder_can_fill(env)
     features = _build(
         FeaturesConfig,
@@ -191,6 +238,32 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         trigger_prefix=ml.pipeline.trigger_prefix,
         offline_store_uri=offline_store_uri,
         max_runtime_seconds=ml.pipeline.max_runtime_seconds,
+        vpc_cidr=env.network.vpc_cidr,
+    )
+    builder = ml.features.builder
+    feature_build = _build(
+        FeatureBuildConfig,
+        "ml.features.builder",
+        {
+            # The features pipeline is named after the training pipeline.
+            "pipeline_name": "ml.pipeline.name",
+            "export_prefix": "ml.features.export_prefix",
+            **{name: f"ml.features.builder.{name}" for name in type(builder).model_fields},
+        },
+        **common,
+        jurisdiction=env.jurisdiction.value,
+        pipeline_name=features_pipeline_name(pipeline.pipeline_name),
+        image=builder.image,
+        instance_type=builder.instance_type,
+        instance_count=builder.instance_count,
+        partitions=builder.partitions,
+        max_bad_line_share=builder.max_bad_line_share,
+        max_runtime_seconds=builder.max_runtime_seconds,
+        export_prefix=ml.features.export_prefix,
+        offline_prefix=features.offline_prefix,
+        groups=features.groups,
+        processing_basis_kind=ml.features.processing_basis.kind,
+        processing_basis_reference=ml.features.processing_basis.reference,
         vpc_cidr=env.network.vpc_cidr,
     )
     registry = _build(
@@ -263,10 +336,15 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         return tuple(_role_arn(env, name) for name in names)
 
     service_roles = {
-        KeyPurpose.PHI_DATA: roles(fhir.import_role_name) if fhir else (),
-        KeyPurpose.FEATURE_STORE: roles(features.role_name, pipeline.execution_role_name),
+        KeyPurpose.PHI_DATA: (roles(fhir.import_role_name) if fhir and not fhir_elsewhere else ())
+        # The feature builder reads HealthLake's exports in the raw bucket.
+        + roles(feature_build.execution_role_name),
+        KeyPurpose.FEATURE_STORE: roles(
+            features.role_name, pipeline.execution_role_name, feature_build.execution_role_name
+        ),
         KeyPurpose.ML_ARTIFACTS: roles(
             pipeline.execution_role_name,
+            feature_build.execution_role_name,
             inference.model_role_name,
             monitoring.monitor_role_name,
             monitoring.rollback_name,
@@ -286,7 +364,29 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         users=env.keys.users,
         service_roles=service_roles,
         deployment_role=env.deployment_role_arn,
+        # Terraform writes the feature spec the feature build reads.
+        deployed_objects={
+            KeyPurpose.ML_ARTIFACTS: (
+                f"arn:aws:s3:::{storage.bucket_name('ml-artifacts')}/{feature_build.spec_key}",
+            )
+        },
         production=env.production,
+    )
+    # Built afresh, not copied from `keys`: in the datastore's region the PHI key serves the
+    # datastore and its bucket only (no other service role, no object deployed there).
+    fhir_region_keys = (
+        KeysConfig(
+            environment=env.name,
+            account_id=env.account_id,
+            region=fhir.region,
+            administrators=keys.administrators,
+            users=keys.users,
+            service_roles={KeyPurpose.PHI_DATA: roles(fhir.import_role_name)},
+            deployment_role=keys.deployment_role,
+            production=keys.production,
+        )
+        if fhir is not None and fhir_elsewhere
+        else None
     )
     return LayerConfigs(
         storage=storage,
@@ -295,9 +395,11 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         fhir=fhir,
         features=features,
         pipeline=pipeline,
+        feature_build=feature_build,
         registry=registry,
         inference=inference,
         monitoring=monitoring,
         detection=detection,
         keys=keys,
+        fhir_region_keys=fhir_region_keys,
     )

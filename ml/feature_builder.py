@@ -218,7 +218,8 @@ def _instant(value: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value} is not an ISO-8601 time") from None
     if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{value} has no time zone (append Z for UTC)")
+        # SageMaker renders Execution.StartDateTime in UTC; a zone-less time is read so.
+        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
 
 

@@ -21,6 +21,7 @@ CONSENT_SCOPE: Final = "http://terminology.hl7.org/CodeSystem/consentscope"
 DISCHARGE_DISPOSITION: Final = "http://terminology.hl7.org/CodeSystem/discharge-disposition"
 CONDITION_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+CONDITION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/condition-category"
 MRN_SYSTEM: Final = "urn:oid:2.16.840.1.113883.3.9999.1"  # the synthetic hospital's MRNs
 
 # LOINC vital signs (the FHIR vital-signs profile's codes), with their UCUM units.
@@ -44,6 +45,8 @@ VITAL_NAMES: Final = {
 # Encounter.class for an inpatient stay (v3-ActCode), the only class that counts as an
 # admission for readmission.
 INPATIENT: Final = "IMP"
+# An ambulatory visit (a follow-up appointment): an encounter that is not an admission.
+AMBULATORY: Final = "AMB"
 
 # discharge-disposition codes (terminology.hl7.org), with their display text.
 DISCHARGE_DISPOSITIONS: Final = {

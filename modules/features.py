@@ -259,6 +259,9 @@ class Features(Construct):
         self.role_arn: str = self.role.arn
 
         names = []
+        # DescribeFeatureGroup's ResolvedOutputS3Uri per group: where Feature Store (and the
+        # feature builder, writing the same layout) keeps the group's offline files.
+        resolved: dict[str, str] = {}
         for group in config.groups:
             group_uri = f"{self.offline_store_uri}{group.name}"
             table = aws.GlueCatalogTable(
@@ -325,4 +328,8 @@ class Features(Construct):
                 ),
             )
             names.append(feature_group.feature_group_name)
+            resolved[group.name] = (
+                feature_group.offline_store_config.s3_storage_config.resolved_output_s3_uri
+            )
         self.feature_group_names: tuple[str, ...] = tuple(names)
+        self.resolved_output_s3_uris: dict[str, str] = resolved

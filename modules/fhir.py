@@ -2,6 +2,11 @@
 
 The AWS provider (5.100.0) has no HealthLake resource, so the datastore is an
 `AWS::HealthLake::FHIRDatastore` inside a CloudFormation stack that Terraform manages.
+
+A datastore outside the environment's home region (eu-research: HealthLake is not offered in
+eu-central-1) gets that region's own PHI key and FHIR bucket (`DatastoreRegionStorage`):
+HealthLake reads imports from, and writes job results and exports to, S3 buckets in its own
+region only, and KMS keys never leave theirs.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from pydantic import Field, field_validator, model_validator
 
 from modules import aws
 from modules.config import LayerConfig
-from modules.keys import CustomerManagedKey
+from modules.keys import CustomerManagedKey, KeyPurpose, KeysConfig, ServiceUse
 from modules.policy import Statement, policy_document, statement
-from modules.storage import HardenedBucket
+from modules.storage import HardenedBucket, StorageConfig
 
 # Regions with a HealthLake endpoint, from "AWS HealthLake endpoints and quotas" in the AWS
 # General Reference (https://docs.aws.amazon.com/general/latest/gr/Amazon-HealthLake.html),
@@ -67,6 +72,8 @@ SMART_CAPABILITIES = frozenset(
 CODE_CHALLENGE_METHODS = ("S256",)
 
 FHIR_VERSION = "R4"
+# The purpose part of the datastore region's bucket name (`<prefix>-fhir-<region>`).
+FHIR_BUCKET_PURPOSE = "fhir"
 CUSTOMER_MANAGED_KEY = "CUSTOMER_MANAGED_KMS_KEY"
 DATASTORE_LOGICAL_ID = "FHIRDatastore"
 # Creating a datastore takes tens of minutes; CloudFormation rolls back past this, and
@@ -146,7 +153,7 @@ class FhirConfig(LayerConfig):
     account_id: str = Field(pattern=r"^[0-9]{12}$")
     region: str
     datastore_name: str = Field(pattern=r"^[A-Za-z0-9 _.:/=+%@-]{1,256}$")
-    # Where sites drop FHIR NDJSON in the raw bucket; the import role reads nothing else.
+    # Where sites drop FHIR NDJSON in the import bucket; the import role reads nothing else.
     import_prefix: str = Field(default="fhir-import/", pattern=S3_PREFIX_PATTERN)
     # Where HealthLake writes each import job's report; the import role writes nothing else.
     results_prefix: str = Field(default="fhir-import-results/", pattern=S3_PREFIX_PATTERN)
@@ -271,7 +278,7 @@ def import_trust_policy(account_id: str, datastore_arn: str) -> str:
 
 
 def import_role_statements(
-    config: FhirConfig, raw_bucket_arn: str, phi_key_arn: str
+    config: FhirConfig, import_bucket_arn: str, phi_key_arn: str
 ) -> list[Statement]:
     """Read the import prefix, write the results prefix, use the PHI key through S3: no more."""
     return [
@@ -279,13 +286,13 @@ def import_role_statements(
             "ReadImportPrefixOnly",
             effect="Allow",
             actions="s3:GetObject",
-            resources=f"{raw_bucket_arn}/{config.import_prefix}*",
+            resources=f"{import_bucket_arn}/{config.import_prefix}*",
         ),
         statement(
             "ListImportPrefixOnly",
             effect="Allow",
             actions="s3:ListBucket",
-            resources=raw_bucket_arn,
+            resources=import_bucket_arn,
             condition={"StringLike": {"s3:prefix": [f"{config.import_prefix}*"]}},
         ),
         # StartFHIRImportJob requires an OutputDataConfig (S3 URI + KMS key): HealthLake writes
@@ -294,7 +301,7 @@ def import_role_statements(
             "WriteImportResultsOnly",
             effect="Allow",
             actions="s3:PutObject",
-            resources=f"{raw_bucket_arn}/{config.results_prefix}*",
+            resources=f"{import_bucket_arn}/{config.results_prefix}*",
         ),
         # HealthLake refuses an output bucket that is public or unencrypted, and checks both
         # with the role before a job starts (HealthLake developer guide, "Setting up
@@ -303,9 +310,9 @@ def import_role_statements(
             "CheckOutputBucketIsPrivateAndEncrypted",
             effect="Allow",
             actions=["s3:GetBucketPublicAccessBlock", "s3:GetEncryptionConfiguration"],
-            resources=raw_bucket_arn,
+            resources=import_bucket_arn,
         ),
-        # The raw bucket is SSE-KMS with the PHI key: reading imports needs Decrypt, writing
+        # The import bucket is SSE-KMS with the PHI key: reading imports needs Decrypt, writing
         # results needs GenerateDataKey. Both only ever happen inside S3 calls, hence ViaService.
         statement(
             "UsePhiKeyThroughS3Only",
@@ -327,8 +334,10 @@ def import_role_statements(
 class Fhir(Construct):
     """A HealthLake FHIR R4 datastore whose data is encrypted with the PHI customer-managed key,
     optionally SMART on FHIR, plus the role HealthLake assumes for imports: it reads only the
-    raw bucket's import prefix, writes only the results prefix, and uses only the PHI key.
-    In production the datastore cannot be destroyed, replaced or deleted with its stack."""
+    import bucket's import prefix, writes only the results prefix, and uses only the PHI key.
+    The import bucket is the raw bucket, or the datastore region's FHIR bucket when the
+    datastore is outside the environment's home region. In production the datastore cannot be
+    destroyed, replaced or deleted with its stack."""
 
     def __init__(
         self,
@@ -337,13 +346,20 @@ class Fhir(Construct):
         *,
         config: FhirConfig,
         phi_key: CustomerManagedKey,
-        raw_bucket: HardenedBucket,
+        import_bucket: HardenedBucket,
     ) -> None:
         super().__init__(scope, id_)
-        if raw_bucket.kms_key is not phi_key:
+        if import_bucket.kms_key is not phi_key:
             raise ValueError(
-                f"the raw bucket is encrypted with the {raw_bucket.kms_key.config.purpose} key, "
-                "not the PHI key: the import role could not read it"
+                f"the {import_bucket.node.id} bucket is encrypted with the "
+                f"{import_bucket.kms_key.config.purpose} key, not the PHI key: the import role "
+                "could not read it"
+            )
+        if phi_key.config.region != config.region:
+            # KMS keys are regional; HealthLake encrypts with a key of its own region only.
+            raise ValueError(
+                f"the PHI key is in {phi_key.config.region}, not the datastore's region "
+                f"{config.region}"
             )
         self.config = config
         name = f"phi-ml-{config.environment}"
@@ -372,7 +388,10 @@ class Fhir(Construct):
             self,
             "import-role",
             name=config.import_role_name,
-            description="HealthLake FHIR import: reads the raw bucket's import prefix only",
+            description=(
+                f"HealthLake FHIR import: reads the {import_bucket.node.id} bucket's import "
+                "prefix only"
+            ),
             assume_role_policy=import_trust_policy(config.account_id, self.datastore_arn),
         )
         aws.IamRolePolicy(
@@ -381,7 +400,56 @@ class Fhir(Construct):
             name="read-import-prefix-write-results",
             role=self.import_role.id,
             policy=policy_document(
-                *import_role_statements(config, raw_bucket.bucket_arn, phi_key.key_arn)
+                *import_role_statements(config, import_bucket.bucket_arn, phi_key.key_arn)
             ),
         )
         self.import_role_arn: str = self.import_role.arn
+
+
+class DatastoreRegionStorage(Construct):
+    """The datastore region's own PHI key and FHIR bucket, for a datastore outside the
+    environment's home region.
+
+    HealthLake reads an import's input from, and writes its results and exports to, an S3
+    bucket "in the same AWS Region as the service" (HealthLake developer guide, "Setting up
+    permissions for import jobs", https://docs.aws.amazon.com/healthlake/latest/devguide/
+    import-iam.html, and "Setting up permissions for export jobs", .../export-permissions.html),
+    and a KMS key encrypts only in its own region. So that region gets the environment's keys
+    built exactly as the data stack builds them (`KeysConfig.key_config`: rotation, 30-day
+    window, administrators apart from users, `prevent_destroy` in production): a PHI key for
+    the datastore and its bucket, a logs key for the bucket's access-log sink; and two hardened
+    buckets named like the data stack's with the region appended: `<prefix>-fhir-<region>`
+    (imports, job results, exports; SSE-KMS with that PHI key) and `<prefix>-access-logs-<region>`.
+    """
+
+    def __init__(
+        self, scope: Construct, id_: str, *, keys: KeysConfig, storage: StorageConfig
+    ) -> None:
+        super().__init__(scope, id_)
+        region = keys.region
+        self.phi_key = CustomerManagedKey(
+            self, KeyPurpose.PHI_DATA.value, config=keys.key_config(KeyPurpose.PHI_DATA)
+        )
+        self.logs_key = CustomerManagedKey(
+            self,
+            KeyPurpose.LOGS.value,
+            config=keys.key_config(KeyPurpose.LOGS, ServiceUse.S3_SERVER_ACCESS_LOGS),
+        )
+        self.access_logs = HardenedBucket(
+            self,
+            "access-logs",
+            config=storage.bucket_config(
+                "access-logs", storage.audit_retention_days, region=region
+            ),
+            kms_key=self.logs_key,
+            access_logs=None,
+        )
+        self.bucket = HardenedBucket(
+            self,
+            "fhir",
+            config=storage.bucket_config(
+                FHIR_BUCKET_PURPOSE, storage.noncurrent_version_days, region=region
+            ),
+            kms_key=self.phi_key,
+            access_logs=self.access_logs,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from cdktf import TerraformResourceLifecycle
@@ -43,6 +44,10 @@ KEY_USAGE_ACTIONS = [
 ]
 
 
+# arn:<partition>:s3:::<bucket>/<key>, no wildcard: one object each.
+_S3_OBJECT_ARN = re.compile(r"^arn:aws(-[a-z]+)*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?]+$")
+
+
 class KeyPurpose(StrEnum):
     PHI_DATA = "phi-data"
     LOGS = "logs"
@@ -81,6 +86,12 @@ class CustomerManagedKeyConfig(LayerConfig):
     # Roles that create Lambda functions whose environment this key encrypts: Lambda needs
     # the creator's kms:Encrypt and kms:CreateGrant, through Lambda only, never Decrypt.
     function_deployers: tuple[str, ...] = ()
+    # S3 objects the deployment itself writes (a job's input declared in Terraform, such as the
+    # feature spec), encrypted with this key, and the roles that deploy them: those may have
+    # S3 generate a data key for exactly these objects, and can never decrypt. The objects
+    # are written without an S3 Bucket Key, so S3's encryption context is each object's ARN.
+    deployed_objects: tuple[str, ...] = ()
+    object_deployers: tuple[str, ...] = ()
     # Production keys: `terraform destroy` (which would schedule the key's deletion and, 30
     # days later, make everything it encrypted unreadable) is refused.
     prevent_destroy: bool = False
@@ -93,6 +104,11 @@ class CustomerManagedKeyConfig(LayerConfig):
         both = sorted(set(self.administrators) & (set(self.users) | set(self.service_roles)))
         if both:
             raise ValueError(f"{', '.join(both)} cannot both administer and use a key")
+        for arn in self.deployed_objects:
+            if not _S3_OBJECT_ARN.match(arn):
+                raise ValueError(f"deployed object {arn} must be an exact S3 object ARN")
+        if bool(self.deployed_objects) != bool(self.object_deployers):
+            raise ValueError("deployed_objects and object_deployers go together")
         return self
 
 
@@ -155,6 +171,22 @@ def key_policy(config: CustomerManagedKeyConfig) -> str:
                 },
             ),
         ]
+    if config.deployed_objects:
+        statements.append(
+            statement(
+                "DeployersEncryptTheirDeclaredObjectsThroughS3Only",
+                effect="Allow",
+                principal={"AWS": sorted(set(config.object_deployers))},
+                actions="kms:GenerateDataKey",
+                resources="*",
+                condition={
+                    "StringEquals": {
+                        "kms:ViaService": f"s3.{config.region}.amazonaws.com",
+                        "kms:EncryptionContext:aws:s3:arn": sorted(set(config.deployed_objects)),
+                    }
+                },
+            )
+        )
     for use in config.service_uses:
         statements.append(_service_statement(use, config.account_id, config.region))
     return policy_document(*statements)
@@ -292,10 +324,38 @@ class KeysConfig(LayerConfig):
     users: tuple[str, ...] = Field(min_length=1)
     # Per purpose, the exact ARNs of roles the platform creates that use that key.
     service_roles: dict[KeyPurpose, tuple[str, ...]] = Field(default_factory=dict)
-    # The role that deploys (creates Lambda functions with CMK-encrypted environments).
+    # The role that deploys (creates Lambda functions with CMK-encrypted environments, writes
+    # the declared job inputs below).
     deployment_role: str | None = None
+    # Per purpose, the exact ARNs of S3 objects the deployment writes encrypted with that key.
+    deployed_objects: dict[KeyPurpose, tuple[str, ...]] = Field(default_factory=dict)
     # Production environment: every key refuses `terraform destroy`.
     production: bool = False
+
+    def key_config(
+        self, purpose: KeyPurpose, *uses: ServiceUse, deploys_functions: bool = False
+    ) -> CustomerManagedKeyConfig:
+        """The environment's key of one purpose in `region`. KMS keys and aliases are regional,
+        so a key of the same purpose in another region (for a datastore there) has the same
+        alias, administrators, users and protection, and its own service roles."""
+        deployers = (self.deployment_role,) if deploys_functions and self.deployment_role else ()
+        objects = self.deployed_objects.get(purpose, ())
+        if objects and not self.deployment_role:
+            raise ValueError(f"the {purpose.value} key has deployed objects but no deployer")
+        return CustomerManagedKeyConfig(
+            purpose=purpose,
+            alias=f"alias/phi-ml/{self.environment}/{purpose.value}",
+            account_id=self.account_id,
+            region=self.region,
+            administrators=self.administrators,
+            users=self.users,
+            service_uses=uses,
+            service_roles=self.service_roles.get(purpose, ()),
+            function_deployers=deployers,
+            deployed_objects=objects,
+            object_deployers=(self.deployment_role,) if objects and self.deployment_role else (),
+            prevent_destroy=self.production,
+        )
 
 
 class Keys(Construct):
@@ -308,24 +368,10 @@ class Keys(Construct):
         def key(
             purpose: KeyPurpose, *uses: ServiceUse, deploys_functions: bool = False
         ) -> CustomerManagedKey:
-            deployers = (
-                (config.deployment_role,) if deploys_functions and config.deployment_role else ()
-            )
             return CustomerManagedKey(
                 self,
                 purpose.value,
-                config=CustomerManagedKeyConfig(
-                    purpose=purpose,
-                    alias=f"alias/phi-ml/{config.environment}/{purpose.value}",
-                    account_id=config.account_id,
-                    region=config.region,
-                    administrators=config.administrators,
-                    users=config.users,
-                    service_uses=uses,
-                    service_roles=config.service_roles.get(purpose, ()),
-                    function_deployers=deployers,
-                    prevent_destroy=config.production,
-                ),
+                config=config.key_config(purpose, *uses, deploys_functions=deploys_functions),
             )
 
         self.phi_data = key(KeyPurpose.PHI_DATA)

@@ -451,6 +451,47 @@ TRIGGER_PARAMETER_PATHS = {
 # --- the construct ------------------------------------------------------------------------
 
 
+def jobs_security_group(
+    scope: Construct, *, name: str, region: str, vpc_id: str, vpc_cidr: str
+) -> Any:
+    """The security group of a pipeline's jobs: no ingress, HTTPS to the VPC's endpoints and to
+    S3 (through the gateway endpoint's prefix list), nothing else.
+
+    No inline egress: Terraform removes AWS's default allow-all egress rule from a new group,
+    so the two rules below are all the jobs' ENIs can do.
+    """
+    group = aws.SecurityGroup(
+        scope,
+        "jobs-security-group",
+        name=name,
+        description="SageMaker pipeline jobs: HTTPS to VPC endpoints and S3 only",
+        vpc_id=vpc_id,
+        tags={"Name": name},
+    )
+    aws.VpcSecurityGroupEgressRule(
+        scope,
+        "jobs-https-to-vpc-endpoints",
+        security_group_id=group.id,
+        description="HTTPS to the PrivateLink endpoints in the VPC",
+        ip_protocol="tcp",
+        from_port=HTTPS,
+        to_port=HTTPS,
+        cidr_ipv4=vpc_cidr,
+    )
+    s3 = aws.DataAwsPrefixList(scope, "s3-prefix-list", name=f"com.amazonaws.{region}.s3")
+    aws.VpcSecurityGroupEgressRule(
+        scope,
+        "jobs-https-to-s3-gateway-endpoint",
+        security_group_id=group.id,
+        description="HTTPS to S3 through the gateway endpoint",
+        ip_protocol="tcp",
+        from_port=HTTPS,
+        to_port=HTTPS,
+        prefix_list_id=s3.id,
+    )
+    return group
+
+
 class Pipelines(Construct):
     """The training pipeline and the trigger that starts it for every new raw object.
 
@@ -486,7 +527,13 @@ class Pipelines(Construct):
             raise ValueError(
                 f"offline_store_uri {config.offline_store_uri} is not in {offline_bucket_arn}"
             )
-        self.security_group = self._security_group(config, vpc_id)
+        self.security_group = jobs_security_group(
+            self,
+            name=f"{config.pipeline_name}-jobs",
+            region=config.region,
+            vpc_id=vpc_id,
+            vpc_cidr=config.vpc_cidr,
+        )
         self.security_group_id: str = self.security_group.id
 
         role_name = config.execution_role_name
@@ -539,40 +586,6 @@ class Pipelines(Construct):
         self.pipeline_name: str = self.pipeline.pipeline_name
 
         self._trigger(config, ml_key, raw_bucket_name, raw_bucket_arn)
-
-    def _security_group(self, config: PipelineConfig, vpc_id: str) -> Any:
-        # No ingress, and no inline egress: Terraform removes AWS's default allow-all egress
-        # rule from a new group, so the two rules below are all the jobs' ENIs can do.
-        group = aws.SecurityGroup(
-            self,
-            "jobs-security-group",
-            name=f"{config.pipeline_name}-jobs",
-            description="SageMaker pipeline jobs: HTTPS to VPC endpoints and S3 only",
-            vpc_id=vpc_id,
-            tags={"Name": f"{config.pipeline_name}-jobs"},
-        )
-        aws.VpcSecurityGroupEgressRule(
-            self,
-            "jobs-https-to-vpc-endpoints",
-            security_group_id=group.id,
-            description="HTTPS to the PrivateLink endpoints in the VPC",
-            ip_protocol="tcp",
-            from_port=HTTPS,
-            to_port=HTTPS,
-            cidr_ipv4=config.vpc_cidr,
-        )
-        s3 = aws.DataAwsPrefixList(self, "s3-prefix-list", name=f"com.amazonaws.{config.region}.s3")
-        aws.VpcSecurityGroupEgressRule(
-            self,
-            "jobs-https-to-s3-gateway-endpoint",
-            security_group_id=group.id,
-            description="HTTPS to S3 through the gateway endpoint",
-            ip_protocol="tcp",
-            from_port=HTTPS,
-            to_port=HTTPS,
-            prefix_list_id=s3.id,
-        )
-        return group
 
     def _trigger(
         self,

@@ -245,9 +245,21 @@ class StorageConfig(LayerConfig):
     audit_retention_days: int = Field(ge=1)
     production: bool
 
-    def bucket_name(self, purpose: str) -> str:
-        """Bucket names are fixed by purpose, so other stacks can name them in policies."""
-        return f"{self.bucket_prefix}-{purpose}"
+    def bucket_name(self, purpose: str, *, region: str | None = None) -> str:
+        """Bucket names are fixed by purpose, so other stacks can name them in policies. A
+        bucket outside the environment's home region (S3 names are global) ends with its
+        region: at most 32 + 1 + 11 + 1 + 14 characters, inside S3's 63."""
+        return f"{self.bucket_prefix}-{purpose}" + (f"-{region}" if region else "")
+
+    def bucket_config(
+        self, purpose: str, retention_days: int, *, region: str | None = None
+    ) -> HardenedBucketConfig:
+        return HardenedBucketConfig(
+            name=self.bucket_name(purpose, region=region),
+            account_id=self.account_id,
+            noncurrent_version_days=retention_days,
+            prevent_destroy=self.production,
+        )
 
 
 class Storage(Construct):
@@ -256,14 +268,7 @@ class Storage(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, config: StorageConfig, keys: Keys) -> None:
         super().__init__(scope, id_)
-
-        def bucket_config(purpose: str, retention_days: int) -> HardenedBucketConfig:
-            return HardenedBucketConfig(
-                name=config.bucket_name(purpose),
-                account_id=config.account_id,
-                noncurrent_version_days=retention_days,
-                prevent_destroy=config.production,
-            )
+        bucket_config = config.bucket_config
 
         self.access_logs = HardenedBucket(
             self,

@@ -4,6 +4,12 @@ Read-only (every call is a Describe/Get/List/Head/Lookup; policies/runtime/guard
 anything else), with the usual credentials chain: --profile, AWS_PROFILE, the AWS_* variables,
 SSO. Prints a table and writes <results>/findings.json (policies.findings format).
 
+Two checks read data as well as configuration, because only the records show it
+(policies/runtime/features.py): the feature groups' offline records and the FHIR export's
+Consents (s3:GetObject, with kms:Decrypt on the PHI and feature-store keys) and the online
+records of opted-out patients (sagemaker:GetRecord). A caller with configuration-only access
+(e.g. SecurityAudit) gets an error from them, never a pass; their findings carry counts only.
+
 Exit codes: 0 every check passed; 1 a check failed or could not run (e.g. access denied);
 2 the checks could not start: no or expired credentials, credentials of another account than
 the environment's, a bad environment file or argument.

@@ -314,6 +314,18 @@ def evaluation_volume_unencrypted(document: Document) -> str:
     return f"aws_sagemaker_pipeline.{name}"
 
 
+def feature_build_offline_output_unencrypted(document: Document) -> str:
+    """The features pipeline is judged like the training pipeline: its Build job writing the
+    offline store without a KMS key fails CKV_PHI_3 there."""
+    name, conf = named(document, "aws_sagemaker_pipeline", "feature-build/pipeline")
+    edit_json(
+        conf,
+        "pipeline_definition",
+        lambda d: pipeline_step(d, "Build")["Arguments"]["ProcessingOutputConfig"].pop("KmsKeyId"),
+    )
+    return f"aws_sagemaker_pipeline.{name}"
+
+
 def registers_approved(document: Document) -> str:
     name, conf = named(document, "aws_sagemaker_pipeline", "pipelines/pipeline")
     edit_json(
@@ -473,6 +485,12 @@ MUTATIONS = [
         "eu-research-ml",
         evaluation_volume_unencrypted,
     ),
+    Mutation(
+        "feature-build-output-unencrypted",
+        "CKV_PHI_3",
+        "prod-ml",
+        feature_build_offline_output_unencrypted,
+    ),
     Mutation("registers-approved", "CKV_PHI_4", "dev-ml", registers_approved),
     Mutation("package-group-public", "CKV_PHI_5", "dev-ml", package_group_public),
     Mutation("capture-without-key", "CKV_PHI_6", "dev-ml", capture_without_key),
@@ -498,6 +516,20 @@ MUTATIONS = [
         lambda d: drop_statement(d, "audit/archive/bucket", "DenyInsecureTransport"),
     ),
     Mutation("eu-research-in-us-east-1", "CKV_PHI_11", "eu-research-data", provider_in_us_east_1),
+    # eu-research's datastore stack runs in eu-west-1, not the environment's region: it is
+    # judged like every EU stack, and its own bucket and datastore like the others.
+    Mutation(
+        "eu-research-fhir-in-us-east-1", "CKV_PHI_11", "eu-research-fhir", provider_in_us_east_1
+    ),
+    Mutation(
+        "eu-fhir-bucket-allows-http",
+        "CKV_PHI_10",
+        "eu-research-fhir",
+        lambda d: drop_statement(d, "region-storage/fhir/bucket", "DenyInsecureTransport"),
+    ),
+    Mutation(
+        "eu-healthlake-aws-owned-key", "CKV_PHI_1", "eu-research-fhir", healthlake_aws_owned_key
+    ),
     Mutation("flow-logs-one-year", "CKV_PHI_12", "dev-network", flow_logs_one_year),
     Mutation("config-history-one-year", "CKV_PHI_12", "org-audit", config_history_one_year),
     Mutation(

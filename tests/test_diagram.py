@@ -106,7 +106,10 @@ def test_edges_join_declared_nodes_or_subgraphs(drawn: Parsed) -> None:
 def test_accounts_and_stacks_come_from_the_synth(synthesized: Path, drawn: Parsed) -> None:
     titles = drawn.subgraphs.values()
     for name in stack_names(synthesized):
-        assert name in titles
+        # A stack outside its account's region says which (eu-research's datastore).
+        assert name in titles or f"{name} · eu-west-1" in titles
+    assert "eu-research-fhir · eu-west-1" in titles
+    assert "eu-research-data" in titles and "dev-fhir" in titles
     assert "dev account 111111111111 · us-east-1 · HIPAA" in titles
     assert "eu-research account 444444444444 · eu-central-1 · GDPR+EHDS" in titles
     assert "org account 999999999999 · us-east-1 · governance" in titles
@@ -114,9 +117,47 @@ def test_accounts_and_stacks_come_from_the_synth(synthesized: Path, drawn: Parse
 
 
 def test_healthlake_only_where_it_is_synthesized(drawn: Parsed) -> None:
-    healthlake = [label for label in drawn.nodes.values() if label.startswith("HealthLake")]
-    assert healthlake == ["HealthLake FHIR R4 datastore<br/>acme-phi-dev-fhir"]
+    healthlake = sorted(label for label in drawn.nodes.values() if label.startswith("HealthLake"))
+    assert healthlake == [
+        "HealthLake FHIR R4 datastore<br/>acme-eu-research-fhir",
+        "HealthLake FHIR R4 datastore<br/>acme-phi-dev-fhir",
+    ]
     assert not any("HealthLake" in label for label in drawn.labels_in("eu-research-data"))
+
+
+def test_fhir_imports_come_from_the_bucket_the_import_role_reads(drawn: Parsed) -> None:
+    """dev's datastore imports from its raw bucket; eu-research's from its own eu-west-1
+    bucket, never across regions from the eu-central-1 raw bucket."""
+    imports = {(a, b) for a, label, b in drawn.edges if label == "FHIR import"}
+    dev = drawn.node("HealthLake", "dev-fhir")
+    eu = drawn.node("HealthLake", "eu-research-fhir")
+    assert imports == {
+        (drawn.node("S3 acme-phi-dev-raw", "dev-data"), dev),
+        (drawn.node("S3 acme-eu-research-fhir-eu-west-1", "eu-research-fhir"), eu),
+    }
+    assert (drawn.node("S3 acme-eu-research-raw", "eu-research-data"), eu) not in imports
+    assert drawn.node("2 KMS CMKs<br/>logs, phi-data", "eu-research-fhir")
+
+
+def test_without_the_import_role_policy_there_is_no_fhir_import(
+    synthesized: Path, tmp_path: Path
+) -> None:
+    """Twin: the edge comes from the role policy, not from the stacks being side by side."""
+    copy = Path(shutil.copytree(synthesized, tmp_path / "out"))
+    stack = copy / "stacks" / "eu-research-fhir" / "cdk.tf.json"
+    configuration = json.loads(stack.read_text())
+    del configuration["resource"]["aws_iam_role_policy"]
+    stack.write_text(json.dumps(configuration))
+    drawn_without = Parsed(diagram.render(copy))
+    eu = drawn_without.node("HealthLake", "eu-research-fhir")
+    imports = [(a, b) for a, label, b in drawn_without.edges if label == "FHIR import"]
+    assert imports == [
+        (
+            drawn_without.node("S3 acme-phi-dev-raw", "dev-data"),
+            drawn_without.node("HealthLake", "dev-fhir"),
+        )
+    ]
+    assert eu not in {b for _, b in imports}
 
 
 def test_main_resources_of_each_layer_are_drawn(drawn: Parsed) -> None:
@@ -182,7 +223,7 @@ def test_removing_a_stack_removes_it_from_the_diagram(synthesized: Path, tmp_pat
     shutil.rmtree(copy / "stacks" / "dev-fhir")
     without = Parsed(diagram.render(copy))
     assert "dev-fhir" not in without.subgraphs.values()
-    assert not any(label.startswith("HealthLake") for label in without.nodes.values())
+    assert not any(label.endswith("acme-phi-dev-fhir") for label in without.nodes.values())
 
 
 def test_adding_a_stack_adds_it_to_the_diagram(synthesized: Path, tmp_path: Path) -> None:
@@ -194,7 +235,7 @@ def test_adding_a_stack_adds_it_to_the_diagram(synthesized: Path, tmp_path: Path
     (copy / "manifest.json").write_text(json.dumps(manifest))
     added = Parsed(diagram.render(copy))
     assert "dev-fhir2" in added.subgraphs.values()
-    assert [label for label in added.nodes.values() if label.startswith("HealthLake")] == [
+    assert [label for label in added.nodes.values() if label.endswith("acme-phi-dev-fhir")] == [
         "HealthLake FHIR R4 datastore<br/>acme-phi-dev-fhir"
     ] * 2
 
@@ -211,6 +252,42 @@ def test_a_missing_event_target_breaks_the_drawn_flow(synthesized: Path, tmp_pat
     rule = broken.node("EventBridge rule<br/>phi-ml-dev-readmission-trigger", "dev-ml")
     pipeline = broken.node("SageMaker pipeline", "dev-ml")
     assert not broken.reachable(rule, pipeline)
+
+
+def test_the_feature_build_reads_the_export_and_writes_the_offline_store(drawn: Parsed) -> None:
+    raw = drawn.node("S3 acme-phi-dev-raw", "dev-data")
+    build = drawn.node(
+        "SageMaker processing pipeline<br/>phi-ml-dev-readmission-features", "dev-ml"
+    )
+    offline = drawn.node("S3 acme-phi-dev-feature-offline", "dev-data")
+    edges = {(a, b): label for a, label, b in drawn.edges}
+    assert edges[(raw, build)] == "export"
+    assert edges[(build, offline)] == "offline"
+    # It makes no model: nothing runs from it to the registry.
+    assert not drawn.reachable(build, drawn.node("Model registry", "dev-ml"))
+
+
+def test_an_offline_output_elsewhere_is_not_drawn_into_the_store(
+    synthesized: Path, tmp_path: Path
+) -> None:
+    """Twin: the edge comes from the definition; an output moved off the offline bucket
+    loses it."""
+    copy = Path(shutil.copytree(synthesized, tmp_path / "out"))
+    stack = copy / "stacks" / "dev-ml" / "cdk.tf.json"
+    configuration = json.loads(stack.read_text())
+    for pipeline in configuration["resource"]["aws_sagemaker_pipeline"].values():
+        definition = json.loads(pipeline["pipeline_definition"])
+        for step in definition["Steps"]:
+            for output in step["Arguments"].get("ProcessingOutputConfig", {}).get("Outputs", []):
+                if output["OutputName"] == "offline":
+                    output["S3Output"]["S3Uri"] = "s3://somewhere-else/feature-store/"
+        pipeline["pipeline_definition"] = json.dumps(definition)
+    stack.write_text(json.dumps(configuration))
+    moved = Parsed(diagram.render(copy))
+    build = moved.node("SageMaker processing pipeline", "dev-ml")
+    offline = moved.node("S3 acme-phi-dev-feature-offline", "dev-data")
+    assert (build, "offline", offline) not in moved.edges
+    assert (moved.node("S3 acme-phi-dev-raw", "dev-data"), "export", build) in moved.edges
 
 
 def test_the_output_is_deterministic(synthesized: Path) -> None:

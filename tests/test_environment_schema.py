@@ -30,6 +30,7 @@ from environments.schema import (
     OrganizationEnvironment,
     WorkloadEnvironment,
 )
+from modules.fhir import HEALTHLAKE_REGIONS
 
 SHIPPED = available_environments()
 SOURCES = ("dev", "prod", "eu-research", "org")
@@ -75,6 +76,27 @@ def test_the_eu_environment_uses_only_eu_regions() -> None:
     assert ComplianceScope.GDPR in eu.compliance_scope
     assert set(eu.allowed_regions) <= EU_RESIDENCY_REGIONS
     assert eu.region in EU_RESIDENCY_REGIONS
+
+
+def test_the_eu_datastore_is_in_an_eu_region_that_offers_healthlake() -> None:
+    """The passing twin of the fhir-region cases below: eu-research's datastore is in
+    eu-west-1, an allowed EU region with HealthLake, apart from the environment's region."""
+    eu = load_environment(ENVIRONMENTS_DIR / "eu-research" / ENVIRONMENT_FILE)
+    assert isinstance(eu, WorkloadEnvironment) and eu.ml.fhir is not None
+    assert eu.ml.fhir.region == "eu-west-1" != eu.region
+    assert eu.ml.fhir.region in set(eu.allowed_regions) & EU_RESIDENCY_REGIONS & HEALTHLAKE_REGIONS
+    # US environments keep theirs at home (no region of its own).
+    dev = load_environment(ENVIRONMENTS_DIR / "dev" / ENVIRONMENT_FILE)
+    assert isinstance(dev, WorkloadEnvironment) and dev.ml.fhir is not None
+    assert dev.ml.fhir.region is None
+
+
+def test_a_us_datastore_region_that_is_allowed_and_offers_healthlake_loads(tmp_path: Path) -> None:
+    """Passing twin of fhir-region-not-allowed-us: us-west-2 is in dev's allow-list."""
+    text = setting("ml", "fhir", "region", value="us-west-2")(source_text("dev"))
+    dev = load_environment(write_environment(tmp_path, "dev", text))
+    assert isinstance(dev, WorkloadEnvironment) and dev.ml.fhir is not None
+    assert dev.ml.fhir.region == "us-west-2"
 
 
 @pytest.mark.parametrize("name", ["dev", "staging", "prod"])
@@ -440,6 +462,42 @@ BAD_CASES = [
         setting("ml", "fhir", value={"datastore_name": "acme-eu-fhir"}),
         "region",
         "HealthLake is not offered in eu-central-1",
+    ),
+    # The datastore's own region (eu-research ships with ml.fhir.region: eu-west-1, which loads).
+    BadCase(
+        "fhir-region-in-the-us-for-the-eu",
+        "eu-research",
+        setting("ml", "fhir", "region", value="us-east-1"),
+        "ml.fhir.region",
+        "'us-east-1' is outside the EU: an EU environment's FHIR datastore must be in an EU region",
+    ),
+    BadCase(
+        "fhir-region-eu-but-not-allowed",
+        "eu-research",
+        setting("ml", "fhir", "region", value="eu-west-3"),
+        "ml.fhir.region",
+        "'eu-west-3' is outside allowed_regions [eu-central-1, eu-west-1]",
+    ),
+    BadCase(
+        "fhir-region-without-healthlake",
+        "eu-research",
+        setting("ml", "fhir", "region", value="eu-central-1"),
+        "ml.fhir.region",
+        "HealthLake is not offered in eu-central-1",
+    ),
+    BadCase(
+        "fhir-region-not-allowed-us",
+        "dev",
+        setting("ml", "fhir", "region", value="us-east-2"),
+        "ml.fhir.region",
+        "'us-east-2' is outside allowed_regions [us-east-1, us-west-2]",
+    ),
+    BadCase(
+        "fhir-region-not-a-region",
+        "eu-research",
+        setting("ml", "fhir", "region", value="ireland"),
+        "ml.fhir.region",
+        "'ireland' is not an AWS region name",
     ),
     BadCase(
         "monitoring-schedule-not-accepted",

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from environments.feature_spec import feature_spec_for
+from environments.layer_configs import layer_configs
 from environments.loader import (
     ENVIRONMENT_FILE,
     ENVIRONMENTS_DIR,
@@ -116,7 +116,7 @@ def test_the_spec_an_environment_hands_its_job_is_one_the_job_accepts(name: str)
         f"sagemaker/{environment.region}/offline-store/{group.name}-1780000000/data"
         for group in environment.ml.features.groups
     }
-    spec = feature_spec_for(environment, resolved)
+    spec = layer_configs(environment).feature_build.feature_spec(resolved)
     again = spec_from_dict(json.loads(spec.to_json()))
     assert again == spec
     assert again.basis.label.startswith(environment.ml.features.processing_basis.kind)

@@ -1,6 +1,9 @@
 """FHIR layer: the HealthLake datastore is R4 and encrypted with exactly the PHI key, SMART on
 FHIR appears only when configured, production datastores survive destroy/replace, and the import
-role reads only the import prefix, writes only the results prefix and uses only the PHI key."""
+role reads only the import prefix, writes only the results prefix and uses only the PHI key.
+
+A datastore outside its environment's region (eu-research's, in eu-west-1) has that region's
+own PHI key and hardened FHIR bucket, built like the data stack's, and uses nothing else."""
 
 from __future__ import annotations
 
@@ -15,8 +18,18 @@ import pytest
 from cdktf import TerraformOutput
 from pydantic import ValidationError
 
-from modules.fhir import Fhir, FhirConfig, SmartOnFhir
-from tests.base_layers import BUCKET_PREFIX, add_keys_and_storage
+import main
+from modules.fhir import DatastoreRegionStorage, Fhir, FhirConfig, SmartOnFhir
+from modules.keys import DELETION_WINDOW_DAYS, KeyPurpose, KeysConfig
+from modules.storage import HardenedBucketConfig, StorageConfig
+from tests.base_layers import (
+    AUDIT_RETENTION_DAYS,
+    BUCKET_PREFIX,
+    KEY_ADMINISTRATORS,
+    KEY_USERS,
+    NONCURRENT_VERSION_DAYS,
+    add_keys_and_storage,
+)
 from tests.iam import arn_matches, as_list, iam_allows
 from tests.synth import only, resources, statements, synth_stack
 from tests.terraform_check import terraform_validate
@@ -137,7 +150,7 @@ def fhir_config(**overrides: Any) -> FhirConfig:
 
 def add_fhir(stack: Any, config: FhirConfig) -> Fhir:
     keys, storage = add_keys_and_storage(stack, region=REGION, production=config.production)
-    fhir = Fhir(stack, "fhir", config=config, phi_key=keys.phi_data, raw_bucket=storage.raw)
+    fhir = Fhir(stack, "fhir", config=config, phi_key=keys.phi_data, import_bucket=storage.raw)
     TerraformOutput(stack, "datastore-arn", value=fhir.datastore_arn)
     TerraformOutput(stack, "datastore-endpoint", value=fhir.datastore_endpoint)
     TerraformOutput(stack, "import-role-arn", value=fhir.import_role_arn)
@@ -448,10 +461,22 @@ def test_the_raw_bucket_must_be_encrypted_with_the_phi_key() -> None:
             "fhir",
             config=fhir_config(),
             phi_key=keys.phi_data,
-            raw_bucket=storage.ml_artifacts,
+            import_bucket=storage.ml_artifacts,
         )
 
     with pytest.raises(ValueError, match="encrypted with the ml-artifacts key, not the PHI key"):
+        synth_stack(build)
+
+
+def test_the_phi_key_must_be_in_the_datastore_region() -> None:
+    """Twin of every plain stack above (key and datastore in us-east-1): a key of another
+    region is refused, since HealthLake encrypts only with a key of its own region."""
+
+    def build(stack: Any) -> None:
+        keys, storage = add_keys_and_storage(stack, region="us-west-2")
+        Fhir(stack, "fhir", config=fhir_config(), phi_key=keys.phi_data, import_bucket=storage.raw)
+
+    with pytest.raises(ValueError, match="the PHI key is in us-west-2, not the datastore's region"):
         synth_stack(build)
 
 
@@ -532,4 +557,271 @@ def test_terraform_validates_the_fhir_layer(tmp_path: Path) -> None:
     config = fhir_config(production=True, smart_on_fhir=smart())
     result = terraform_validate(tmp_path, lambda stack: add_fhir(stack, config), region=REGION)
     assert result.returncode == 0, result.stderr
+    assert "The configuration is valid" in result.stdout
+
+
+# --- a datastore outside the environment's region ----------------------------------------------
+
+ELSEWHERE = "eu-west-1"
+IMPORT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/phi-ml-unit-healthlake-import"
+REGION_FHIR_BUCKET = f"{PREFIX}-fhir-{ELSEWHERE}"
+REGION_LOGS_BUCKET = f"{PREFIX}-access-logs-{ELSEWHERE}"
+
+
+def region_keys(*, production: bool = False) -> KeysConfig:
+    return KeysConfig(
+        environment="unit",
+        account_id=ACCOUNT,
+        region=ELSEWHERE,
+        administrators=KEY_ADMINISTRATORS,
+        users=KEY_USERS,
+        service_roles={KeyPurpose.PHI_DATA: (IMPORT_ROLE,)},
+        production=production,
+    )
+
+
+def unit_storage(*, production: bool = False) -> StorageConfig:
+    return StorageConfig(
+        bucket_prefix=PREFIX,
+        account_id=ACCOUNT,
+        noncurrent_version_days=NONCURRENT_VERSION_DAYS,
+        audit_retention_days=AUDIT_RETENTION_DAYS,
+        production=production,
+    )
+
+
+def add_fhir_elsewhere(stack: Any, *, production: bool = False) -> Fhir:
+    storage = DatastoreRegionStorage(
+        stack,
+        "region-storage",
+        keys=region_keys(production=production),
+        storage=unit_storage(production=production),
+    )
+    return Fhir(
+        stack,
+        "fhir",
+        config=fhir_config(region=ELSEWHERE, production=production),
+        phi_key=storage.phi_key,
+        import_bucket=storage.bucket,
+    )
+
+
+@pytest.fixture(scope="module")
+def elsewhere() -> dict[str, Any]:
+    return synth_stack(add_fhir_elsewhere)
+
+
+@pytest.fixture(scope="module")
+def elsewhere_production() -> dict[str, Any]:
+    return synth_stack(lambda stack: add_fhir_elsewhere(stack, production=True))
+
+
+def key_named(synthesized: dict[str, Any], purpose: str) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (name, key)
+        for name, key in resources(synthesized, "aws_kms_key").items()
+        if key["tags"]["key-purpose"] == purpose
+    ]
+    return found
+
+
+def bucket_named(synthesized: dict[str, Any], bucket: str) -> str:
+    (logical,) = [
+        name for name, b in resources(synthesized, "aws_s3_bucket").items() if b["bucket"] == bucket
+    ]
+    return logical
+
+
+def of_bucket(synthesized: dict[str, Any], resource_type: str, logical: str) -> dict[str, Any]:
+    (found,) = [
+        body
+        for body in resources(synthesized, resource_type).values()
+        if body["bucket"] == f"${{aws_s3_bucket.{logical}.id}}"
+    ]
+    return found
+
+
+def test_the_datastore_elsewhere_is_encrypted_with_that_regions_phi_key(
+    elsewhere: dict[str, Any],
+) -> None:
+    phi, _ = key_named(elsewhere, "phi-data")
+    assert_encrypted_with(template(elsewhere), f"${{aws_kms_key.{phi}.arn}}")
+    # Twin: the region's other key (the access-log sink's) is not the datastore's.
+    logs, _ = key_named(elsewhere, "logs")
+    with pytest.raises(AssertionError):
+        assert_encrypted_with(template(elsewhere), f"${{aws_kms_key.{logs}.arn}}")
+
+
+def test_the_regions_keys_are_built_like_the_data_stacks(elsewhere: dict[str, Any]) -> None:
+    """Rotation, the 30-day window, administrators apart from users, the alias of the
+    environment's key of that purpose (aliases are regional), and the import role admitted
+    by exact ARN to the PHI key only."""
+    aliases = {a["name"] for a in resources(elsewhere, "aws_kms_alias").values()}
+    assert aliases == {"alias/phi-ml/unit/phi-data", "alias/phi-ml/unit/logs"}
+    for purpose in ("phi-data", "logs"):
+        _, key = key_named(elsewhere, purpose)
+        assert key["enable_key_rotation"] is True
+        assert key["deletion_window_in_days"] == DELETION_WINDOW_DAYS == 30
+        assert "lifecycle" not in key
+        policy = key["policy"]
+        admins = next(s for s in statements(policy) if s["Sid"].startswith("KeyAdministrators"))
+        assert admins["Principal"] == {"AWS": list(KEY_ADMINISTRATORS)}
+        assert "kms:Decrypt" not in admins["Action"]
+        users = next(s for s in statements(policy) if s["Sid"] == "KeyUsersEncryptAndDecrypt")
+        assert users["Principal"] == {"AWS": list(KEY_USERS)}
+        admitted = [
+            s["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+            for s in statements(policy)
+            if "ArnEquals" in s.get("Condition", {})
+        ]
+        assert admitted == ([[IMPORT_ROLE], [IMPORT_ROLE]] if purpose == "phi-data" else [])
+
+
+def test_production_keys_and_buckets_elsewhere_refuse_destroy(
+    elsewhere: dict[str, Any], elsewhere_production: dict[str, Any]
+) -> None:
+    """Twins: the same resources without prevent_destroy outside production."""
+    for synthesized, protected in ((elsewhere_production, True), (elsewhere, False)):
+        for type_ in ("aws_kms_key", "aws_s3_bucket", "aws_cloudformation_stack"):
+            for body in resources(synthesized, type_).values():
+                assert (body.get("lifecycle") == {"prevent_destroy": True}) is protected, type_
+
+
+def test_the_fhir_bucket_elsewhere_is_hardened(elsewhere: dict[str, Any]) -> None:
+    fhir = bucket_named(elsewhere, REGION_FHIR_BUCKET)
+    sink = bucket_named(elsewhere, REGION_LOGS_BUCKET)
+    phi, _ = key_named(elsewhere, "phi-data")
+    logs, _ = key_named(elsewhere, "logs")
+    for logical, key in ((fhir, phi), (sink, logs)):
+        (rule,) = of_bucket(
+            elsewhere, "aws_s3_bucket_server_side_encryption_configuration", logical
+        )["rule"]
+        assert rule["apply_server_side_encryption_by_default"] == {
+            "sse_algorithm": "aws:kms",
+            "kms_master_key_id": f"${{aws_kms_key.{key}.arn}}",
+        }
+        assert rule["bucket_key_enabled"] is True
+        versioning = of_bucket(elsewhere, "aws_s3_bucket_versioning", logical)
+        assert versioning["versioning_configuration"] == {"status": "Enabled"}
+        block = of_bucket(elsewhere, "aws_s3_bucket_public_access_block", logical)
+        assert all(block[f] is True for f in ("block_public_acls", "restrict_public_buckets"))
+        policy = of_bucket(elsewhere, "aws_s3_bucket_policy", logical)["policy"]
+        (no_http,) = [
+            s
+            for s in statements(policy)
+            if s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert no_http["Effect"] == "Deny" and no_http["Principal"] == "*"
+    (logging,) = resources(elsewhere, "aws_s3_bucket_logging").values()
+    assert logging["bucket"] == f"${{aws_s3_bucket.{fhir}.id}}"
+    assert logging["target_bucket"] == f"${{aws_s3_bucket.{sink}.id}}"
+
+
+def test_the_import_role_elsewhere_reads_only_that_buckets_import_prefix(
+    elsewhere: dict[str, Any],
+) -> None:
+    policy = role_policy(elsewhere)
+    region_bucket = f"arn:aws:s3:::{REGION_FHIR_BUCKET}"
+    reads = {
+        r
+        for s in statements(policy)
+        if "s3:GetObject" in as_list(s["Action"])
+        for r in as_list(s["Resource"])
+    }
+    assert reads == {f"{region_bucket}/fhir-import/*"}
+    assert allows(policy, "s3:GetObject", f"{region_bucket}/fhir-import/site/patients.ndjson")
+    # Twins: the home raw bucket, the region's access logs and other prefixes are refused.
+    assert not allows(policy, "s3:GetObject", f"{RAW}/fhir-import/site/patients.ndjson")
+    assert not allows(policy, "s3:GetObject", f"arn:aws:s3:::{REGION_LOGS_BUCKET}/x")
+    assert not allows(policy, "s3:GetObject", f"{region_bucket}/fhir-export/x.ndjson")
+    via = {"kms:ViaService": f"s3.{ELSEWHERE}.amazonaws.com"}
+    phi_key = key_arn("phi-data")
+    assert allows(policy, "kms:Decrypt", phi_key, via)
+    assert not allows(policy, "kms:Decrypt", phi_key, {"kms:ViaService": S3_VIA})
+    assert not allows(policy, "kms:Decrypt", key_arn("logs"), via)
+
+
+@pytest.mark.parametrize("region", ["ap-southeast-2", "ca-central-1", "eu-west-1"])
+def test_region_bucket_names_fit_s3_for_the_longest_prefix(region: str) -> None:
+    """The longest prefix the storage config accepts (32) with a HealthLake region still
+    gives bucket names S3 accepts; twin: one character more is refused."""
+    storage = unit_storage().model_copy(update={"bucket_prefix": "a" * 32})
+    for purpose in ("fhir", "access-logs"):
+        name = storage.bucket_name(purpose, region=region)
+        assert name.endswith(f"-{purpose}-{region}")
+        assert HardenedBucketConfig(name=name, account_id=ACCOUNT, noncurrent_version_days=1)
+    with pytest.raises(ValidationError, match="name"):
+        HardenedBucketConfig(name="a" * 64, account_id=ACCOUNT, noncurrent_version_days=1)
+
+
+# --- composed: eu-research's datastore in eu-west-1, dev's at home ------------------------------
+
+
+@pytest.fixture(scope="module")
+def composed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    outdir = tmp_path_factory.mktemp("fhir-synth") / "cdktf.out"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PHI_TARGET", "aws")
+        main.synthesize(["dev", "eu-research"], outdir)
+    return {
+        stack.name: json.loads((stack / "cdk.tf.json").read_text())
+        for stack in (outdir / "stacks").iterdir()
+    }
+
+
+def provider(stack: dict[str, Any]) -> dict[str, Any]:
+    (configuration,) = stack["provider"]["aws"]
+    assert isinstance(configuration, dict)
+    return configuration
+
+
+def test_the_eu_datastore_stack_is_in_eu_west_1_with_the_environments_provider(
+    composed: dict[str, dict[str, Any]],
+) -> None:
+    fhir, data = provider(composed["eu-research-fhir"]), provider(composed["eu-research-data"])
+    assert (fhir["region"], data["region"]) == ("eu-west-1", "eu-central-1")
+    for same in ("allowed_account_ids", "default_tags"):
+        assert fhir[same] == data[same]
+    assert fhir["assume_role"][0]["role_arn"] == data["assume_role"][0]["role_arn"]
+    # Twin: dev's datastore stays in dev's region.
+    assert provider(composed["dev-fhir"])["region"] == provider(composed["dev-data"])["region"]
+
+
+def test_the_eu_datastore_uses_only_eu_west_1_keys_and_buckets(
+    composed: dict[str, dict[str, Any]],
+) -> None:
+    stack = composed["eu-research-fhir"]
+    phi, key = key_named(stack, "phi-data")
+    assert_encrypted_with(template(stack), f"${{aws_kms_key.{phi}.arn}}")
+    assert "terraform_remote_state" not in json.dumps(stack.get("data", {}))
+    names = {b["bucket"] for b in resources(stack, "aws_s3_bucket").values()}
+    assert names == {"acme-eu-research-fhir-eu-west-1", "acme-eu-research-access-logs-eu-west-1"}
+    role = "arn:aws:iam::444444444444:role/phi-ml-eu-research-healthlake-import"
+    assert role in key["policy"]
+    # Twin: the eu-central-1 PHI key does not admit the import role, which never uses it;
+    # dev's home PHI key does, since dev's datastore reads the raw bucket.
+    _, home = key_named(composed["eu-research-data"], "phi-data")
+    assert "healthlake-import" not in home["policy"]
+    _, dev_home = key_named(composed["dev-data"], "phi-data")
+    assert "phi-ml-dev-healthlake-import" in dev_home["policy"]
+    dev_template = json.dumps(template(composed["dev-fhir"]))
+    assert "terraform_remote_state" in dev_template and "phi-data" in dev_template
+
+
+def test_the_organization_trail_records_the_eu_fhir_bucket(
+    composed: dict[str, dict[str, Any]],
+) -> None:
+    (trail,) = resources(composed["org-audit"], "aws_cloudtrail").values()
+    watched = json.dumps(trail["advanced_event_selector"])
+    assert "arn:aws:s3:::acme-eu-research-fhir-eu-west-1/" in watched
+    assert "arn:aws:s3:::acme-eu-research-raw/" in watched
+    # Twin: its access-log sink holds no PHI and is not among them.
+    assert "acme-eu-research-access-logs-eu-west-1" not in watched
+
+
+@pytest.mark.terraform
+def test_terraform_validates_a_datastore_elsewhere(tmp_path: Path) -> None:
+    result = terraform_validate(
+        tmp_path, lambda stack: add_fhir_elsewhere(stack, production=True), region=ELSEWHERE
+    )
     assert "The configuration is valid" in result.stdout

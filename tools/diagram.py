@@ -8,7 +8,8 @@ provider's allowed account and default tags), every stack, the main resources of
 (ingest, network, data stores and keys, HealthLake, Feature Store, pipeline, registry,
 endpoint, enclave hosts, monitoring, audit, detection, governance) and the data flow between
 them as the Terraform references say it: ingest -> VPC -> raw bucket -> EventBridge ->
-pipeline -> registry (manual approval) -> endpoint -> Model Monitor -> rollback. A resource
+pipeline -> registry (manual approval) -> endpoint -> Model Monitor -> rollback, and raw
+bucket -> features pipeline (processing only) -> Feature Store offline bucket. A resource
 that is not synthesized is not drawn, so the diagram changes with the code and the
 environment files. --output - writes to stdout; --markdown wraps the diagram in a ```mermaid
 fence for README or a report.
@@ -275,6 +276,7 @@ class Architecture:
         self._connect(stack, "aws_vpn_gateway", "aws_vpn_gateway", "aws_vpc", "BGP routes")
         self._connect(stack, "aws_vpc_endpoint", "aws_vpc", "aws_vpc_endpoint", "")
         self._landing_edges(stack)
+        self._fhir_import_edges(stack)
         self._event_edges(stack)
         self._ml_edges(stack)
         self._audit_edges(stack)
@@ -301,12 +303,28 @@ class Architecture:
         if s3_gateway and landing:
             group = self.node_of[Address(stack.name, "aws_vpc_endpoint", sorted(endpoints)[0])]
             self._edge(group, landing, "S3 gateway endpoint")
-        if landing and self.stacks[self.nodes[landing].stack] is stack:
-            for healthlake in self.nodes_of_environment(
-                stack.environment, "aws_cloudformation_stack"
-            ):
-                if self.nodes[healthlake].label.startswith("HealthLake"):
-                    self._edge(landing, healthlake, "FHIR import")
+
+    def _fhir_import_edges(self, stack: StackInfo) -> None:
+        """bucket -> datastore for each bucket the datastore's import role reads (a role that
+        HealthLake assumes): the raw bucket, or the datastore region's own FHIR bucket."""
+        datastores = [
+            node
+            for _, node in self.nodes_of_type(stack.name, "aws_cloudformation_stack")
+            if self.nodes[node].label.startswith("HealthLake")
+        ]
+        healthlake_roles = {
+            Address(stack.name, "aws_iam_role", name)
+            for name, role in stack.resources("aws_iam_role").items()
+            if "healthlake.amazonaws.com" in str(role.get("assume_role_policy", ""))
+        }
+        for name, policy in stack.resources("aws_iam_role_policy").items():
+            if not self.references(stack.name, policy.get("role", "")) & healthlake_roles:
+                continue
+            address = Address(stack.name, "aws_iam_role_policy", name)
+            for bucket in self.referenced_nodes(address, depth=0):
+                if self._is_type(bucket, "aws_s3_bucket"):
+                    for datastore in datastores:
+                        self._edge(bucket, datastore, "FHIR import")
 
     def _event_edges(self, stack: StackInfo) -> None:
         for name, rule in stack.resources("aws_cloudwatch_event_rule").items():
@@ -338,8 +356,41 @@ class Architecture:
                     if rule_address in self.node_of and destination in self.node_of:
                         self._edge(self.node_of[rule_address], self.node_of[destination], "target")
 
+    def _offline_store_buckets(self) -> set[str]:
+        """The buckets feature groups keep their offline store in."""
+        return {
+            bucket
+            for other in self.stacks.values()
+            for address, _ in self.nodes_of_type(other.name, "aws_sagemaker_feature_group")
+            for bucket in self.referenced_nodes(address, depth=0)
+            if self._is_type(bucket, "aws_s3_bucket")
+        }
+
+    def _processing_edges(self, stack: StackInfo, address: Address, pipeline: str) -> None:
+        """Landing bucket -> pipeline for a job input read from it, and pipeline -> offline
+        store bucket for a job output written there (labelled with the input's or output's
+        name in the definition)."""
+        definition = json_document(self.body(address).get("pipeline_definition"))
+        if definition is None:
+            return
+        landing = self._landing_bucket(stack.environment)
+        offline = self._offline_store_buckets()
+        for step in definition.get("Steps", []):
+            arguments = step.get("Arguments", {}) if isinstance(step, dict) else {}
+            for item in arguments.get("ProcessingInputs", []):
+                uri = item.get("S3Input", {}).get("S3Uri", "")
+                for bucket in self.references(stack.name, uri):
+                    if landing is not None and self.node_of.get(bucket) == landing:
+                        self._edge(landing, pipeline, str(item.get("InputName", "")))
+            for item in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
+                uri = item.get("S3Output", {}).get("S3Uri", "")
+                for bucket in self.references(stack.name, uri):
+                    if self.node_of.get(bucket) in offline:
+                        self._edge(pipeline, self.node_of[bucket], str(item.get("OutputName", "")))
+
     def _ml_edges(self, stack: StackInfo) -> None:
         for pipeline_address, pipeline in self.nodes_of_type(stack.name, "aws_sagemaker_pipeline"):
+            self._processing_edges(stack, pipeline_address, pipeline)
             definition = str(self.body(pipeline_address).get("pipeline_definition", ""))
             for group_address, group in self.nodes_of_type(
                 stack.name, "aws_sagemaker_model_package_group"
@@ -424,7 +475,12 @@ class Architecture:
             )
             lines.append(f'  subgraph {_identifier("account", account)}["{title}"]')
             for stack in sorted(members, key=lambda s: s.name):
-                lines.append(f'    subgraph {_identifier("stack", stack.name)}["{stack.name}"]')
+                # A stack in another region than its account's first (a FHIR datastore where
+                # the environment's region has no HealthLake) says where it is.
+                elsewhere = f" · {stack.region}" if stack.region != members[0].region else ""
+                lines.append(
+                    f'    subgraph {_identifier("stack", stack.name)}["{stack.name}{elsewhere}"]'
+                )
                 stack_nodes = sorted(
                     (n for n in self.nodes.values() if n.stack == stack.name), key=lambda n: n.id
                 )
@@ -433,6 +489,15 @@ class Architecture:
             lines.append("  end")
         lines.extend(f"  {edge.render()}" for edge in sorted(self.edges | self.subgraph_edges))
         return "\n".join(lines) + "\n"
+
+
+def json_document(value: Any) -> dict[str, Any] | None:
+    """A JSON object held in a string attribute, or None."""
+    try:
+        document = json.loads(value) if isinstance(value, str) else None
+    except json.JSONDecodeError:
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _without_metadata(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -479,6 +544,28 @@ def _enclave_hosts(stack: StackInfo, body: Mapping[str, Any]) -> tuple[str, str]
     return f"Auto Scaling group {body.get('name', '')}<br/>{instance_type}{enclaves}", "rect"
 
 
+# Step types that make a model; a pipeline without any (a feature build) only processes data.
+MODEL_STEP_TYPES = frozenset({"Training", "Tuning", "AutoML", "Model", "RegisterModel"})
+
+
+def _pipeline(stack: StackInfo, body: Mapping[str, Any]) -> tuple[str, str]:
+    definition = json_document(body.get("pipeline_definition")) or {}
+    pending = list(definition.get("Steps", []))
+    types = set()
+    while pending:
+        step = pending.pop()
+        if isinstance(step, dict):
+            types.add(step.get("Type"))
+            arguments = step.get("Arguments", {})
+            pending += arguments.get("IfSteps", []) + arguments.get("ElseSteps", [])
+    kind = (
+        "SageMaker pipeline"
+        if types & MODEL_STEP_TYPES or not types
+        else ("SageMaker processing pipeline")
+    )
+    return f"{kind}<br/>{body.get('pipeline_name', '')}", "rect"
+
+
 def _named(prefix: str, key: str, shape: str = "rect") -> Describe:
     def describe(stack: StackInfo, body: Mapping[str, Any]) -> tuple[str, str]:
         return f"{prefix}<br/>{body.get(key, '')}".removesuffix("<br/>"), shape
@@ -498,7 +585,7 @@ NODE_TYPES: dict[str, Describe] = {
     "aws_s3_bucket": _bucket,
     "aws_cloudformation_stack": _healthlake,
     "aws_sagemaker_feature_group": _named("Feature group", "feature_group_name", "store"),
-    "aws_sagemaker_pipeline": _named("SageMaker pipeline", "pipeline_name"),
+    "aws_sagemaker_pipeline": _pipeline,
     "aws_sagemaker_model_package_group": _named("Model registry", "model_package_group_name"),
     "aws_sagemaker_endpoint": _named("SageMaker endpoint", "name"),
     "aws_sagemaker_monitoring_schedule": _named("Model Monitor", "name"),

@@ -20,7 +20,6 @@ from typing import Any, Final
 
 from botocore.config import Config
 
-from environments.feature_spec import feature_spec_for
 from environments.layer_configs import layer_configs
 from environments.schema import WorkloadEnvironment
 from ml import synthetic_fhir
@@ -148,7 +147,8 @@ def flow_features(
         ]["Arn"]
         for purpose in ("phi-data", "feature-store")
     }
-    raw_bucket = layer_configs(environment).storage.bucket_name("raw")
+    configs = layer_configs(environment)
+    raw_bucket = configs.storage.bucket_name("raw")
     export_prefix = environment.ml.features.export_prefix
     uploaded = upload_export(s3, export_root, raw_bucket, export_prefix, keys["phi-data"])
     resolved = {
@@ -157,7 +157,8 @@ def flow_features(
         ]["S3StorageConfig"]["ResolvedOutputS3Uri"]
         for group in environment.ml.features.groups
     }
-    spec = feature_spec_for(environment, resolved)
+    # The spec the stack hands the processing job, from the same layer config.
+    spec = configs.feature_build.feature_spec(resolved)
     (folder / SPEC_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")
     # The builder reads the export back from S3, as the processing job's input does.
     with local_input(f"s3://{raw_bucket}/{export_prefix}", s3) as downloaded:

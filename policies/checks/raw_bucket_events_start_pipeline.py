@@ -10,14 +10,17 @@ started with the object's key and version id as parameters. Judged, with the sta
 - each raw bucket (an `aws_s3_bucket` whose cdktf construct path has a `raw` segment, e.g.
   `dev-data/storage/raw/bucket`) passes when an `aws_s3_bucket_notification` of its stack
   refers to it with `eventbridge` true;
-- each `aws_sagemaker_pipeline` passes when an `aws_cloudwatch_event_target` of its stack
-  targets it (`arn` = `${aws_sagemaker_pipeline.<name>.arn}`) from an enabled
-  `aws_cloudwatch_event_rule` of that stack whose `event_pattern` matches `aws.s3`
-  `Object Created` events of a named bucket, and passes `$.detail.object.key` and
-  `$.detail.object.version-id` as pipeline parameters.
-The two halves live in different stacks (`<env>-data`, `<env>-ml`), so each is judged where it
-is declared; which bucket the rule names is the composition's business (the raw one, through
-the data stack's outputs).
+- each `aws_sagemaker_pipeline` that makes a model (a Training, Tuning, AutoML, Model or
+  RegisterModel step, Condition branches included; a definition that cannot be read counts
+  as one) passes when an `aws_cloudwatch_event_target` of its stack targets it (`arn` =
+  `${aws_sagemaker_pipeline.<name>.arn}`) from an enabled `aws_cloudwatch_event_rule` of that
+  stack whose `event_pattern` matches `aws.s3` `Object Created` events of a named bucket, and
+  passes `$.detail.object.key` and `$.detail.object.version-id` as pipeline parameters.
+A pipeline that only runs Processing jobs (the FHIR -> features build, which reads a whole
+export, not one object) makes no model and is not judged here; its jobs are judged by
+CKV_PHI_3 like every pipeline's. The two halves live in different stacks (`<env>-data`,
+`<env>-ml`), so each is judged where it is declared; which bucket the rule names is the
+composition's business (the raw one, through the data stack's outputs).
 """
 
 from __future__ import annotations
@@ -28,11 +31,20 @@ from typing import Any
 from checkov.common.models.enums import CheckCategories
 
 from policies.checks._conf import blocks, is_true, json_document
-from policies.checks._documents import as_list, get_path
+from policies.checks._documents import as_list, get_path, pipeline_steps
 from policies.checks._stack import Stack, StackCheck, Verdict, address, refers_to, register
 
 RAW_SEGMENT = "raw"
 PROVENANCE_PARAMETERS = ("$.detail.object.key", "$.detail.object.version-id")
+# Step types that train, tune, create or register a model: the runs whose data must be named.
+MODEL_STEP_TYPES = frozenset({"Training", "Tuning", "AutoML", "Model", "RegisterModel"})
+
+
+def makes_a_model(pipeline: dict[str, Any]) -> bool:
+    definition = json_document(pipeline.get("pipeline_definition"))
+    if definition is None:
+        return True
+    return any(step.get("Type") in MODEL_STEP_TYPES for step in pipeline_steps(definition))
 
 
 def is_raw_bucket(conf: dict[str, Any]) -> bool:
@@ -86,7 +98,9 @@ class RawBucketEventsStartPipeline(StackCheck):
                 yield Verdict(address("aws_s3_bucket", name), emits, "no EventBridge notification")
         rules = stack.resources("aws_cloudwatch_event_rule")
         targets = stack.resources("aws_cloudwatch_event_target").values()
-        for name in stack.resources("aws_sagemaker_pipeline"):
+        for name, pipeline in stack.resources("aws_sagemaker_pipeline").items():
+            if not makes_a_model(pipeline):
+                continue
             started = any(
                 refers_to(target.get("arn"), "aws_sagemaker_pipeline", name)
                 and passes_provenance(target)

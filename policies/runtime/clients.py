@@ -150,6 +150,17 @@ class ClientFactory:
     # The local emulator rather than AWS: what it lacks is "not emulated", not an error.
     emulated: bool = False
     _clients: dict[str, Any] = field(default_factory=dict)
+    _regions: dict[str, ClientFactory] = field(default_factory=dict)
+
+    def in_region(self, region: str) -> ClientFactory:
+        """Clients of the same account (and emulator) in another region, created once."""
+        if region == self.region:
+            return self
+        if region not in self._regions:
+            self._regions[region] = ClientFactory(
+                self.session, region, self.endpoint_url, emulated=self.emulated
+            )
+        return self._regions[region]
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -162,6 +173,23 @@ class ClientFactory:
                 )
             )
         return self._clients[service]
+
+    def content_client(self, service: str, operations: frozenset[str]) -> Any:
+        """A client that may also call `operations`, reads of data the guard otherwise refuses
+        (guard.CONTENT_READS): only for a check that declares them (RuntimeCheck.content_reads).
+        A client of its own, so every other check's client keeps refusing them."""
+        key = f"{service}+{','.join(sorted(operations))}"
+        if key not in self._clients:
+            self._clients[key] = refuse_mutating_calls(
+                self.session.client(
+                    service,
+                    region_name=self.region,
+                    endpoint_url=self.endpoint_url,
+                    config=self._config(),
+                ),
+                also_allowed=operations,
+            )
+        return self._clients[key]
 
     def _config(self) -> Config:
         if self.emulated:

@@ -18,6 +18,7 @@ from environments.schema import OrganizationEnvironment, WorkloadEnvironment
 from modules.audit import AuditConfig
 from modules.detection import DETECTOR_FEATURES, standards_arns
 from modules.endpoints import GATEWAY_ENDPOINTS
+from modules.fhir import FHIR_BUCKET_PURPOSE
 from modules.keys import KeyPurpose
 
 # Which key encrypts which bucket (modules/storage.py `Storage`).
@@ -28,6 +29,13 @@ WORKLOAD_BUCKET_KEYS = {
     "ml-artifacts": KeyPurpose.ML_ARTIFACTS,
     "feature-offline": KeyPurpose.FEATURE_STORE,
 }
+# A FHIR datastore outside the environment's region: that region's buckets and keys
+# (modules/fhir.py `DatastoreRegionStorage`), which the datastore's imports and exports use.
+DATASTORE_REGION_BUCKET_KEYS = {
+    "access-logs": KeyPurpose.LOGS,
+    FHIR_BUCKET_PURPOSE: KeyPurpose.PHI_DATA,
+}
+DATASTORE_REGION_KEYS = (KeyPurpose.PHI_DATA, KeyPurpose.LOGS)
 # The keys of a workload environment (modules/keys.py `Keys`).
 WORKLOAD_KEYS = (
     KeyPurpose.PHI_DATA,
@@ -56,6 +64,37 @@ class ExpectedBucket:
     @property
     def arn(self) -> str:
         return f"arn:aws:s3:::{self.name}"
+
+
+@dataclass(frozen=True)
+class RegionalResources:
+    """Buckets and key aliases expected in one region (an alias names a key of its region)."""
+
+    region: str
+    buckets: tuple[ExpectedBucket, ...]
+    key_aliases: tuple[str, ...]
+
+
+# The column of every feature record naming its patient (FHIR Patient.id), and the record
+# identifier of the groups keyed by patient (one online record per patient).
+PATIENT_COLUMN = "patient_id"
+
+
+@dataclass(frozen=True)
+class ExpectedFeatureData:
+    """What the FHIR -> features flow leaves behind (ml.features of the environment file):
+    the basis every record must carry and where HealthLake exports, Consent included, land."""
+
+    # `<kind>:<reference>`, or `<kind>` without a reference: ml.features.processing_basis.
+    processing_basis: str
+    export_bucket: str
+    export_prefix: str
+    # Groups whose record identifier is the patient: GetRecord by patient id finds their record.
+    patient_keyed_groups: tuple[str, ...]
+
+    @property
+    def export_uri(self) -> str:
+        return f"s3://{self.export_bucket}/{self.export_prefix}"
 
 
 @dataclass(frozen=True)
@@ -91,9 +130,14 @@ class ExpectedResources:
     launch_templates: tuple[str, ...] = ()
     functions: tuple[str, ...] = ()
     fhir_datastore: str | None = None
+    # Where the datastore is: the environment's region, or the one ml.fhir.region names.
+    fhir_region: str | None = None
+    # Buckets and keys in regions other than `region` (the datastore's region, if elsewhere).
+    elsewhere: tuple[RegionalResources, ...] = ()
     phi_key_alias: str | None = None
     ml_key_alias: str | None = None
     feature_key_alias: str | None = None
+    feature_data: ExpectedFeatureData | None = None
 
     @property
     def stack(self) -> str:
@@ -136,6 +180,24 @@ def _workload(
     configs = layer_configs(environment)
     name = environment.name
     inference = configs.inference
+    fhir = configs.fhir
+    elsewhere = (
+        (
+            RegionalResources(
+                region=fhir.region,
+                buckets=tuple(
+                    ExpectedBucket(
+                        configs.storage.bucket_name(purpose, region=fhir.region),
+                        key_alias(name, key),
+                    )
+                    for purpose, key in DATASTORE_REGION_BUCKET_KEYS.items()
+                ),
+                key_aliases=tuple(key_alias(name, purpose) for purpose in DATASTORE_REGION_KEYS),
+            ),
+        )
+        if fhir is not None and configs.fhir_region_keys is not None
+        else ()
+    )
     return ExpectedResources(
         environment=name,
         account_id=environment.account_id,
@@ -163,10 +225,26 @@ def _workload(
         ),
         launch_templates=(f"{inference.name}-enclave",),
         functions=(configs.monitoring.rollback_name, configs.detection.quarantine_name),
-        fhir_datastore=configs.fhir.datastore_name if configs.fhir else None,
+        fhir_datastore=fhir.datastore_name if fhir else None,
+        fhir_region=fhir.region if fhir else None,
+        elsewhere=elsewhere,
         phi_key_alias=key_alias(name, KeyPurpose.PHI_DATA),
         ml_key_alias=key_alias(name, KeyPurpose.ML_ARTIFACTS),
         feature_key_alias=key_alias(name, KeyPurpose.FEATURE_STORE),
+        feature_data=_feature_data(environment, configs.storage.bucket_name("raw")),
+    )
+
+
+def _feature_data(environment: WorkloadEnvironment, raw_bucket: str) -> ExpectedFeatureData:
+    features = environment.ml.features
+    basis = features.processing_basis
+    return ExpectedFeatureData(
+        processing_basis=f"{basis.kind}:{basis.reference}" if basis.reference else basis.kind,
+        export_bucket=raw_bucket,
+        export_prefix=features.export_prefix,
+        patient_keyed_groups=tuple(
+            group.name for group in features.groups if group.record_identifier == PATIENT_COLUMN
+        ),
     )
 
 

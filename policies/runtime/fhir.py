@@ -1,6 +1,7 @@
 """HealthLake: the environment's FHIR datastore active and encrypted with the PHI key.
 
-Only environments whose region offers HealthLake have one (eu-research has none). The local
+The datastore is looked up in its own region (eu-research's is in eu-west-1: eu-central-1 has
+no HealthLake), and "the PHI key" is the environment's PHI key alias resolved there. The local
 emulator has no HealthLake at all: there the check says "not emulated", never "pass".
 """
 
@@ -25,10 +26,11 @@ CUSTOMER_MANAGED = "CUSTOMER_MANAGED_KMS_KEY"
 LIVE_STATES = ("ACTIVE", "CREATING", "UPDATING")
 
 
-def datastore_encryption(context: CheckContext) -> Iterator[Outcome]:
-    name = context.expected.fhir_datastore
+def datastore_encryption(home: CheckContext) -> Iterator[Outcome]:
+    name = home.expected.fhir_datastore
     if name is None:
         return
+    context = home.in_region(home.expected.fhir_region or home.region)
     placeholder = context.arn("healthlake", f"datastore/fhir/{name}")
 
     def evaluate() -> Outcome:

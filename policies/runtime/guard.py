@@ -4,8 +4,14 @@ Every client the checks use carries a botocore `before-call` hook that refuses, 
 request is signed or sent, an operation that is not a read: its name must start with one of
 READ_PREFIXES (Describe, Get, List, Head, Lookup) or be in the caller's explicit allow-list.
 Reads of *content* rather than configuration (an object's bytes, a secret, a log event) are
-refused too, though their names start with Get: a verify run against a production account must
-never read patient data.
+refused too, though their names start with Get: no check reads data by accident.
+
+The one exception is declared, not inherited: a check that cannot judge without reading data
+names the content reads it needs (RuntimeCheck.content_reads), and only its own content
+clients (ClientFactory.content_client) allow those, and still nothing that writes. Only the
+feature-record checks do (policies/runtime/features.py: GetObject of feature records and of the
+FHIR export's Consents, GetRecord of opted-out patients); their findings carry counts, never an
+identifier. tests/test_runtime_features.py fixes that list.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import Any
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup")
 
 # Reads of data, not of configuration. The checks judge how resources are configured; reading
-# what they hold (PHI in objects, feature records, log events, secrets) is never needed.
+# what they hold (PHI in objects, feature records, log events, secrets) is refused unless a
+# check declares it (see above).
 CONTENT_READS = frozenset(
     {
         "GetObject",

@@ -15,7 +15,13 @@ from policies.runtime.model import (
 )
 
 
-def rotation(context: CheckContext) -> Iterator[Outcome]:
+def rotation(home: CheckContext) -> Iterator[Outcome]:
+    for context, regional in home.regions():
+        yield from _rotation_in(context, regional.key_aliases)
+
+
+def _rotation_in(context: CheckContext, aliases: tuple[str, ...]) -> Iterator[Outcome]:
+    """The keys behind `aliases` in the context's region (aliases are regional)."""
     kms = context.client("kms")
 
     def evaluate(alias: str) -> Outcome:
@@ -37,7 +43,7 @@ def rotation(context: CheckContext) -> Iterator[Outcome]:
         every = f" every {period} days" if period else ""
         return passed(key_arn, f"{alias}: enabled, rotated automatically{every}")
 
-    for alias in context.expected.key_aliases:
+    for alias in aliases:
         yield context.judge(context.arn("kms", alias), partial(evaluate, alias))
 
 

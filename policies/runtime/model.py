@@ -13,8 +13,8 @@ refused call does not hide the verdict on every other resource:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,7 +31,7 @@ from policies.runtime.clients import (
     is_not_implemented,
     unreachable_error,
 )
-from policies.runtime.expected import ExpectedResources
+from policies.runtime.expected import ExpectedResources, RegionalResources
 
 RUNTIME_CHECK_ID = r"^RT_[A-Z0-9_]+$"
 Item = TypeVar("Item")
@@ -71,6 +71,8 @@ class CheckContext:
     expected: ExpectedResources
     clients: ClientFactory
     _key_arns: dict[str, str | None] = field(default_factory=dict)
+    # The content reads the running check declared (RuntimeCheck.content_reads), if any.
+    content_reads: frozenset[str] = frozenset()
 
     @property
     def emulated(self) -> bool:
@@ -86,6 +88,31 @@ class CheckContext:
 
     def client(self, service: str) -> Any:
         return self.clients.client(service)
+
+    def content_client(self, service: str) -> Any:
+        """A client that may make the content reads the running check declared, and no other."""
+        if not self.content_reads:
+            raise ValueError("this check declares no content reads (RuntimeCheck.content_reads)")
+        return self.clients.content_client(service, self.content_reads)
+
+    def in_region(self, region: str) -> CheckContext:
+        """The same environment seen from another of its regions (its FHIR datastore's): ARNs,
+        clients and key aliases resolve there, since KMS keys and aliases are regional."""
+        if region == self.region:
+            return self
+        return replace(
+            self,
+            expected=replace(self.expected, region=region),
+            clients=self.clients.in_region(region),
+            _key_arns={},  # an alias names another key in another region
+        )
+
+    def regions(self) -> Iterator[tuple[CheckContext, RegionalResources]]:
+        """Each region's expected buckets and keys, the environment's own region first."""
+        expected = self.expected
+        yield self, RegionalResources(expected.region, expected.buckets, expected.key_aliases)
+        for regional in expected.elsewhere:
+            yield self.in_region(regional.region), regional
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
@@ -177,6 +204,9 @@ class RuntimeCheck:
     name: str
     evaluate: Callable[[CheckContext], Iterable[Outcome]]
     workload_only: bool = False
+    # Reads of data, not configuration, that the check cannot do without (guard.CONTENT_READS,
+    # e.g. GetObject): allowed on its content clients only, never on the shared ones.
+    content_reads: frozenset[str] = frozenset()
 
     def applies_to(self, expected: ExpectedResources) -> bool:
         return expected.is_workload or not self.workload_only

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
+from dataclasses import replace
 from ipaddress import ip_address
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,7 +24,17 @@ from environments.loader import ENVIRONMENTS_DIR, load_environments
 from environments.schema import OrganizationEnvironment, WorkloadEnvironment
 from policies.catalog import Catalog, load_catalog
 from policies.findings import Finding, Findings, Source
-from policies.runtime import audit, compute, detection, fhir, keys, ml, network, storage
+from policies.runtime import (
+    audit,
+    compute,
+    detection,
+    features,
+    fhir,
+    keys,
+    ml,
+    network,
+    storage,
+)
 from policies.runtime.clients import (
     CONNECTION_ERRORS,
     AccountMismatchError,
@@ -46,6 +57,7 @@ CHECKS: tuple[RuntimeCheck, ...] = (
     *ml.CHECKS,
     *fhir.CHECKS,
     *compute.CHECKS,
+    *features.CHECKS,
 )
 SESSION_NAME = "phi-ml-runtime-checks"
 
@@ -109,7 +121,9 @@ def run_checks(
     for check in CHECKS:
         if (only is not None and check.id not in only) or not check.applies_to(expected):
             continue
-        for outcome in check.evaluate(context):
+        # Only a check that declares content reads gets clients allowed to make them.
+        seen_by = replace(context, content_reads=check.content_reads)
+        for outcome in check.evaluate(seen_by):
             findings.append(
                 Finding(
                     check_id=check.id,

@@ -32,11 +32,14 @@ PUBLIC_ACCESS_SETTINGS = (
 
 
 def _each_bucket(
-    context: CheckContext, evaluate: Callable[[Any, ExpectedBucket], Outcome]
+    context: CheckContext, evaluate: Callable[[CheckContext, Any, ExpectedBucket], Outcome]
 ) -> Iterator[Outcome]:
-    s3 = context.client("s3")
-    for bucket in context.expected.buckets:
-        yield context.judge(bucket.arn, partial(evaluate, s3, bucket))
+    """`evaluate(where, s3, bucket)` for every expected bucket, with the context and client of
+    the bucket's region (its key alias resolves there)."""
+    for where, regional in context.regions():
+        s3 = where.client("s3")
+        for bucket in regional.buckets:
+            yield where.judge(bucket.arn, partial(evaluate, where, s3, bucket))
 
 
 def _read(call: Callable[[], Any], *, absent: set[str], meaning: str) -> Any:
@@ -52,7 +55,7 @@ def _read(call: Callable[[], Any], *, absent: set[str], meaning: str) -> Any:
 
 
 def encryption(context: CheckContext) -> Iterator[Outcome]:
-    def evaluate(s3: Any, bucket: ExpectedBucket) -> Outcome:
+    def evaluate(where: CheckContext, s3: Any, bucket: ExpectedBucket) -> Outcome:
         configuration = _read(
             lambda: s3.get_bucket_encryption(Bucket=bucket.name),
             absent={"ServerSideEncryptionConfigurationNotFoundError"},
@@ -64,14 +67,14 @@ def encryption(context: CheckContext) -> Iterator[Outcome]:
         if not kms:
             algorithms = ", ".join(str(d.get("SSEAlgorithm")) for d in defaults) or "none"
             return failed(bucket.arn, f"default encryption is {algorithms}, not SSE-KMS")
-        same, why = context.same_key(kms[0].get("KMSMasterKeyID"), bucket.key_alias)
+        same, why = where.same_key(kms[0].get("KMSMasterKeyID"), bucket.key_alias)
         return (passed if same else failed)(bucket.arn, f"SSE-KMS: {why}")
 
     return _each_bucket(context, evaluate)
 
 
 def versioning(context: CheckContext) -> Iterator[Outcome]:
-    def evaluate(s3: Any, bucket: ExpectedBucket) -> Outcome:
+    def evaluate(where: CheckContext, s3: Any, bucket: ExpectedBucket) -> Outcome:
         state = _read(
             lambda: s3.get_bucket_versioning(Bucket=bucket.name), absent=set(), meaning=""
         )
@@ -84,7 +87,7 @@ def versioning(context: CheckContext) -> Iterator[Outcome]:
 
 
 def public_access(context: CheckContext) -> Iterator[Outcome]:
-    def evaluate(s3: Any, bucket: ExpectedBucket) -> Outcome:
+    def evaluate(where: CheckContext, s3: Any, bucket: ExpectedBucket) -> Outcome:
         block = _read(
             lambda: s3.get_public_access_block(Bucket=bucket.name),
             absent={"NoSuchPublicAccessBlockConfiguration"},
@@ -120,7 +123,7 @@ def _minimum_tls(statement: dict[str, Any]) -> float | None:
 
 
 def tls_only(context: CheckContext) -> Iterator[Outcome]:
-    def evaluate(s3: Any, bucket: ExpectedBucket) -> Outcome:
+    def evaluate(where: CheckContext, s3: Any, bucket: ExpectedBucket) -> Outcome:
         text = _read(
             lambda: s3.get_bucket_policy(Bucket=bucket.name),
             absent={"NoSuchBucketPolicy"},
