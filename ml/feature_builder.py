@@ -50,7 +50,6 @@ class TooManyBadLinesError(Exception):
 @dataclass(frozen=True)
 class BuildResult:
     report: dict[str, Any]
-    offline_files: int
 
 
 def current_shard(resource_config: Path = RESOURCE_CONFIG) -> str:
@@ -143,7 +142,7 @@ def build(
         "online_records_per_group": online,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return BuildResult(report, sum(files_written.values()))
+    return BuildResult(report)
 
 
 def partition(

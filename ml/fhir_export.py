@@ -80,14 +80,6 @@ class ReadReport:
         if len(self.bad_lines) < LISTED_BAD_LINES:
             self.bad_lines.append(BadLine(file, line, reason))
 
-    def merge(self, other: ReadReport) -> None:
-        self.lines += other.lines
-        self.resources.update(other.resources)
-        self.skipped.update(other.skipped)
-        self.bad.update(other.bad)
-        room = LISTED_BAD_LINES - len(self.bad_lines)
-        self.bad_lines.extend(other.bad_lines[: max(room, 0)])
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "lines": self.lines,

@@ -34,6 +34,9 @@ from modules.iam_statements import (
     ecr_authorization_token,
     ecr_pull,
     ecr_repository_arn,
+    pass_role_to_sagemaker_only,
+    sagemaker_job_guards,
+    sagemaker_job_telemetry,
     sagemaker_vpc_interface_statements,
 )
 from modules.keys import CustomerManagedKey
@@ -520,57 +523,11 @@ def execution_role_statements(
             ],
             resources=job_arns(config),
         ),
-        # Even an edited definition cannot start a job that talks to the network, skips
-        # traffic encryption, or runs outside the VPC.
-        statement(
-            "DenyJobsWithoutNetworkIsolation",
-            effect="Deny",
-            actions=creation,
-            resources="*",
-            condition={"Bool": {"sagemaker:NetworkIsolation": "false"}},
-        ),
-        statement(
-            "DenyJobsWithoutTrafficEncryption",
-            effect="Deny",
-            actions=creation,
-            resources="*",
-            condition={"Bool": {"sagemaker:InterContainerTrafficEncryption": "false"}},
-        ),
-        statement(
-            "DenyJobsOutsideTheVpc",
-            effect="Deny",
-            actions=creation,
-            resources="*",
-            condition={"Null": {"sagemaker:VpcSubnets": "true"}},
-        ),
-        statement(
-            "PassItselfToSageMakerOnly",
-            effect="Allow",
-            actions="iam:PassRole",
-            resources=role_arn,
-            condition={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-        ),
+        *sagemaker_job_guards(creation),
+        pass_role_to_sagemaker_only(role_arn),
         ecr_pull("PullTheFeatureBuilderImageOnly", ecr_repository_arn(config.image)),
         ecr_authorization_token("EcrLogin"),
-        statement(
-            "WriteJobLogs",
-            effect="Allow",
-            actions=[
-                "logs:CreateLogGroup",
-                "logs:CreateLogStream",
-                "logs:DescribeLogStreams",
-                "logs:PutLogEvents",
-            ],
-            resources=log_groups,
-        ),
-        # PutMetricData has no resource-level permissions; the namespace condition confines it.
-        statement(
-            "PublishSageMakerJobMetrics",
-            effect="Allow",
-            actions="cloudwatch:PutMetricData",
-            resources="*",
-            condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
-        ),
+        *sagemaker_job_telemetry(log_groups),
         *sagemaker_vpc_interface_statements(region, account, vpc_id),
     ]
 

@@ -148,3 +148,66 @@ def lambda_vpc_access_statements(region: str, account_id: str) -> list[Statement
             ],
         ),
     ]
+
+
+def sagemaker_job_guards(creation_actions: list[str] | str) -> list[Statement]:
+    """Belt and braces for a pipeline definition: even an edited definition cannot start a
+    job that talks to the network, skips traffic encryption, or runs outside the VPC."""
+    return [
+        statement(
+            "DenyJobsWithoutNetworkIsolation",
+            effect="Deny",
+            actions=creation_actions,
+            resources="*",
+            condition={"Bool": {"sagemaker:NetworkIsolation": "false"}},
+        ),
+        statement(
+            "DenyJobsWithoutTrafficEncryption",
+            effect="Deny",
+            actions=creation_actions,
+            resources="*",
+            condition={"Bool": {"sagemaker:InterContainerTrafficEncryption": "false"}},
+        ),
+        statement(
+            "DenyJobsOutsideTheVpc",
+            effect="Deny",
+            actions=creation_actions,
+            resources="*",
+            condition={"Null": {"sagemaker:VpcSubnets": "true"}},
+        ),
+    ]
+
+
+def pass_role_to_sagemaker_only(role_arn: str) -> Statement:
+    return statement(
+        "PassItselfToSageMakerOnly",
+        effect="Allow",
+        actions="iam:PassRole",
+        resources=role_arn,
+        condition={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+    )
+
+
+def sagemaker_job_telemetry(log_group_arns: list[str]) -> list[Statement]:
+    """The jobs' CloudWatch logs (these log groups only) and SageMaker's job metrics."""
+    return [
+        statement(
+            "WriteJobLogs",
+            effect="Allow",
+            actions=[
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:DescribeLogStreams",
+                "logs:PutLogEvents",
+            ],
+            resources=log_group_arns,
+        ),
+        # PutMetricData has no resource-level permissions; the namespace condition confines it.
+        statement(
+            "PublishSageMakerJobMetrics",
+            effect="Allow",
+            actions="cloudwatch:PutMetricData",
+            resources="*",
+            condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        ),
+    ]

@@ -26,6 +26,9 @@ from modules.iam_statements import (
     ecr_authorization_token,
     ecr_pull,
     ecr_repository_arn,
+    pass_role_to_sagemaker_only,
+    sagemaker_job_guards,
+    sagemaker_job_telemetry,
 )
 from modules.keys import CustomerManagedKey
 from modules.policy import Statement, assume_role_policy, policy_document, statement
@@ -786,29 +789,7 @@ def execution_role_statements(
             ],
             resources=job_arns,
         ),
-        # Belt and braces for the definition: even an edited definition cannot start a job
-        # that talks to the network, skips traffic encryption, or runs outside the VPC.
-        statement(
-            "DenyJobsWithoutNetworkIsolation",
-            effect="Deny",
-            actions=JOB_CREATION_ACTIONS,
-            resources="*",
-            condition={"Bool": {"sagemaker:NetworkIsolation": "false"}},
-        ),
-        statement(
-            "DenyJobsWithoutTrafficEncryption",
-            effect="Deny",
-            actions=JOB_CREATION_ACTIONS,
-            resources="*",
-            condition={"Bool": {"sagemaker:InterContainerTrafficEncryption": "false"}},
-        ),
-        statement(
-            "DenyJobsOutsideTheVpc",
-            effect="Deny",
-            actions=JOB_CREATION_ACTIONS,
-            resources="*",
-            condition={"Null": {"sagemaker:VpcSubnets": "true"}},
-        ),
+        *sagemaker_job_guards(JOB_CREATION_ACTIONS),
         statement(
             "RegisterPendingModelPackagesInItsGroupOnly",
             effect="Allow",
@@ -840,34 +821,10 @@ def execution_role_statements(
             actions="sagemaker:UpdateModelPackage",
             resources="*",
         ),
-        statement(
-            "PassItselfToSageMakerOnly",
-            effect="Allow",
-            actions="iam:PassRole",
-            resources=role_arn,
-            condition={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-        ),
+        pass_role_to_sagemaker_only(role_arn),
         ecr_pull("PullJobImages", repositories),
         ecr_authorization_token("EcrLogin"),
-        statement(
-            "WriteJobLogs",
-            effect="Allow",
-            actions=[
-                "logs:CreateLogGroup",
-                "logs:CreateLogStream",
-                "logs:DescribeLogStreams",
-                "logs:PutLogEvents",
-            ],
-            resources=log_groups,
-        ),
-        # PutMetricData has no resource-level permissions; the namespace condition confines it.
-        statement(
-            "PublishSageMakerJobMetrics",
-            effect="Allow",
-            actions="cloudwatch:PutMetricData",
-            resources="*",
-            condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
-        ),
+        *sagemaker_job_telemetry(log_groups),
         describe_vpc("DescribeVpcForJobs"),
         # SageMaker attaches VPC jobs through ENIs it creates with this role. The ENI ids are
         # unknown in advance, so the resource is "*", confined to this VPC by condition.

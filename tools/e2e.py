@@ -48,8 +48,6 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from environments.loader import (
-    ENVIRONMENT_FILE,
-    ENVIRONMENTS_DIR,
     EnvironmentFileError,
     load_environment,
 )
@@ -58,7 +56,7 @@ from policies.findings import Finding, Findings, Source, Status, write_findings
 from policies.runtime import RuntimeChecksError, run_runtime_checks
 from tools.cli import UsageError, add_jobs_option, run_command
 from tools.emulator import Emulator
-from tools.feature_flow import E2E_POPULATION, flow_features, summary_lines
+from tools.feature_flow import E2E_POPULATION, environment_path, flow_features, summary_lines
 from tools.terraform import (
     BOOTSTRAP_STACK,
     EMULATOR_CREDENTIAL,
@@ -852,9 +850,7 @@ def _flow_features(
     consent and processing basis judge records that were really written (see
     tools.feature_flow); an environment without a data stack (org) has none."""
     data = next((s for s in stacks if s.name == f"{environment_name}-data"), None)
-    # The folder main.py synthesized from (PHI_ENVIRONMENTS_DIR, as it reads it).
-    root = Path(os.environ.get("PHI_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR))
-    path = root / environment_name / ENVIRONMENT_FILE
+    path = environment_path(environment_name)
     if data is None or deployed[data.name].outcome is not Outcome.APPLIED or not path.is_file():
         return
     environment = load_environment(path)

@@ -10,6 +10,7 @@ from `ml/`, exactly the code the processing job's image carries.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from typing import Any, Final
 from botocore.config import Config
 
 from environments.layer_configs import layer_configs
+from environments.loader import ENVIRONMENT_FILE, ENVIRONMENTS_DIR
 from environments.schema import WorkloadEnvironment
 from ml import synthetic_fhir
 from ml.feature_builder import build, local_input
@@ -45,6 +47,12 @@ class Population:
 
 # make e2e flows a smaller population: enough opted-out patients and records for the checks.
 E2E_POPULATION: Final = Population(patients=80, seed=DEFAULT_SEED)
+
+
+def environment_path(name: str) -> Path:
+    """The environment file of `name` in the folder main.py synthesizes from
+    (PHI_ENVIRONMENTS_DIR, as main.py reads it)."""
+    return Path(os.environ.get("PHI_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR)) / name / ENVIRONMENT_FILE
 
 
 def fresh(folder: Path) -> Path:

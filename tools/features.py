@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from environments.loader import (
-    ENVIRONMENT_FILE,
-    ENVIRONMENTS_DIR,
     EnvironmentFileError,
     load_environment,
 )
@@ -39,6 +37,7 @@ from tools.feature_flow import (
     DEFAULT_PATIENTS,
     DEFAULT_SEED,
     Population,
+    environment_path,
     flow_features,
     leaked_identifiers,
     summary_lines,
@@ -59,9 +58,8 @@ DEFAULT_REPORTS: Final = Path("reports/features")
 
 
 def workload(name: str) -> WorkloadEnvironment:
-    root = Path(os.environ.get("PHI_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR))  # as main.py reads it
     try:
-        environment = load_environment(root / name / ENVIRONMENT_FILE)
+        environment = load_environment(environment_path(name))
     except EnvironmentFileError as error:
         raise UsageError(str(error)) from None
     if not isinstance(environment, WorkloadEnvironment):
