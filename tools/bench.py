@@ -641,7 +641,7 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _megabytes(value: int | None) -> str:
+def megabytes(value: int | None) -> str:
     if value is None:
         return "-"
     return f"{value / 2**30:.2f} GB" if value >= 2**30 else f"{value / 2**20:.0f} MB"
@@ -668,8 +668,8 @@ def _measurement_rows(report: BenchReport) -> list[tuple[str, ...]]:
                 _seconds(summary.minimum),
                 _seconds(summary.maximum),
                 str(summary.runs),
-                _megabytes(measurement.peak_rss_bytes()),
-                _megabytes(measurement.tree_peak_rss_bytes()),
+                megabytes(measurement.peak_rss_bytes()),
+                megabytes(measurement.tree_peak_rss_bytes()),
             )
         )
     return rows
@@ -690,7 +690,7 @@ def _growth_rows(report: BenchReport) -> list[tuple[str, ...]]:
     ]
 
 
-def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     cells = [tuple(header), *(tuple(row) for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []
@@ -743,9 +743,9 @@ def render_text(report: BenchReport) -> str:
         f"({report.machine.get('usable_cpus', '?')} CPUs usable), "
         f"load {report.load_start[0]:.2f} at start, {report.load_end[0]:.2f} at end",
         "",
-        *_text_table(MEASUREMENT_HEADER, _measurement_rows(report)),
+        *text_table(MEASUREMENT_HEADER, _measurement_rows(report)),
         "",
-        *_text_table(
+        *text_table(
             RATIO_HEADER,
             [
                 (r.title, _ratio(r.value), "-" if r.limit is None else f"<= {r.limit}", r.verdict())
@@ -754,7 +754,7 @@ def render_text(report: BenchReport) -> str:
         ),
     ]
     if report.growth:
-        lines += ["", *_text_table(GROWTH_HEADER, _growth_rows(report))]
+        lines += ["", *text_table(GROWTH_HEADER, _growth_rows(report))]
         fits = growth_fits(report.growth)
         if fits is not None:
             for name, fit in (
@@ -773,7 +773,7 @@ def render_text(report: BenchReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -787,14 +787,14 @@ def render_markdown(report: BenchReport) -> str:
     lines = [
         f"Measured {report.started[:10]} on {machine.get('cpu_model', '?')}, "
         f"{machine.get('usable_cpus', '?')} CPUs, "
-        f"{_megabytes(memory) if isinstance(memory, int) else '?'} RAM, "
+        f"{megabytes(memory) if isinstance(memory, int) else '?'} RAM, "
         f"Python {machine.get('python', '?')}, terraform {machine.get('terraform', '?')}, "
         f"checkov {machine.get('checkov', '?')}, Node {machine.get('node', '?')}; "
         f"one-minute load average {report.load_start[0]:.2f} before measuring, "
         f"{report.load_end[0]:.2f} at the end (the benchmark's own processes included; a "
         f"shared machine). Median of the runs shown (`make bench`).",
         "",
-        *_markdown_table(
+        *markdown_table(
             ("step", "median s", "min-max s", "runs", "peak memory (process / tree)"),
             [
                 (row[0], row[1], f"{row[2]}-{row[3]}", row[4], f"{row[5]} / {row[6]}")
@@ -802,7 +802,7 @@ def render_markdown(report: BenchReport) -> str:
             ],
         ),
         "",
-        *_markdown_table(
+        *markdown_table(
             ("target", "measured", "limit", ""),
             [
                 (r.title, _ratio(r.value), "-" if r.limit is None else f"<= {r.limit}", r.verdict())
@@ -813,7 +813,7 @@ def render_markdown(report: BenchReport) -> str:
     if report.growth:
         lines += [
             "",
-            *_markdown_table(
+            *markdown_table(
                 ("environments", "stacks", "synth s", "scan s", "synth + scan s", "validate s"),
                 [row[:6] for row in _growth_rows(report)],
             ),
@@ -1175,7 +1175,7 @@ def parse_scales(text: str) -> tuple[int, ...]:
     return tuple(sorted(scales))
 
 
-def _non_negative(text: str) -> float:
+def non_negative(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -1211,13 +1211,13 @@ def parse_arguments(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN, help="Markdown table")
     parser.add_argument(
         "--max-load",
-        type=_non_negative,
+        type=non_negative,
         default=DEFAULT_MAX_LOAD,
         help=f"wait while the 1-minute load average is above this (default {DEFAULT_MAX_LOAD})",
     )
     parser.add_argument(
         "--max-wait",
-        type=_non_negative,
+        type=non_negative,
         default=DEFAULT_MAX_WAIT_SECONDS,
         help=f"seconds to wait for that at most (default {DEFAULT_MAX_WAIT_SECONDS})",
     )
