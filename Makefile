@@ -113,7 +113,7 @@ bench: $(STAMP) ## time synth/validate/scan/gate against the naive provider impo
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy main.py modules environments tools policies runtime ml
+	$(VENV)/bin/mypy main.py requirements modules environments tools policies runtime ml
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

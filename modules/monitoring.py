@@ -119,6 +119,10 @@ class MonitoringConfig(LayerConfig):
         """The rollback function's name, shared by its role and dead-letter queue."""
         return f"{self.name}-rollback"
 
+    @property
+    def schedule_name(self) -> str:
+        return f"{self.name}-data-quality"
+
 
 def violation_event_pattern(schedule_arn: str) -> dict[str, Any]:
     """The EventBridge pattern of "this schedule's monitoring run found violations".
@@ -349,7 +353,7 @@ class Monitoring(Construct):
             ),
         )
         self.job_definition_name: str = job.name
-        self.schedule_name = f"{name}-data-quality"
+        self.schedule_name = config.schedule_name
         self.schedule = aws.SagemakerMonitoringSchedule(
             self,
             "schedule",

@@ -148,12 +148,23 @@ class RuntimeEvidence(_Entry):
 
     config_rules: tuple[ConfigRuleIdentifier, ...] = ()
     runtime_checks: tuple[RuntimeCheckId, ...] = ()
+    # Of runtime_checks, those that judge what the ML loop did (a registered version, an
+    # approval, a monitoring run). Until each passes, the control is "configured, not
+    # demonstrated", however well its configuration checks fare.
+    demonstrated_by: tuple[RuntimeCheckId, ...] = ()
     manual: tuple[Text, ...] = ()
 
     @model_validator(mode="after")
     def _listed_once(self) -> RuntimeEvidence:
         _no_duplicates("config rule", self.config_rules)
         _no_duplicates("runtime check", self.runtime_checks)
+        _no_duplicates("demonstrating check", self.demonstrated_by)
+        stray = sorted(set(self.demonstrated_by) - set(self.runtime_checks))
+        if stray:
+            raise ValueError(
+                f"demonstrated_by names checks that are not among runtime_checks: "
+                f"{', '.join(stray)}"
+            )
         return self
 
 

@@ -28,6 +28,9 @@ class Status(StrEnum):
     FAILED = "fail"
     EXEMPT = "exempt"  # failed, but a current exemption in policies/exemptions.yaml covers it
     NOT_EMULATED = "not emulated"  # planned only: the local emulator cannot create it
+    # The check judges what the ML loop leaves behind (a registered version, an approval, a
+    # monitoring run) and there is none yet: configured, perhaps, but not shown to work.
+    NOT_DEMONSTRATED = "not demonstrated"
     ERROR = "error"  # the check itself could not run (e.g. an API call was refused)
 
 

@@ -87,6 +87,9 @@ class Result(StrEnum):
     EXEMPT = "exempt"
     UNKNOWN_CHECK = "unknown check"  # the catalog names a check the tool does not have
     NOT_EMULATED = "not emulated"
+    # Every check passed, but what the control claims the ML loop does was not shown: the
+    # control's demonstrating checks (catalog `demonstrated_by`) did not pass. Never a pass.
+    NOT_DEMONSTRATED = "configured, not demonstrated"
     PASSED = "pass"
     NO_RESOURCES = "no resources"  # the check ran, but nothing it applies to exists
     NOT_RUN = "not run"  # no findings of this side were given to the report
@@ -99,6 +102,7 @@ _FROM_STATUS = {
     Status.ERROR: Result.ERROR,
     Status.EXEMPT: Result.EXEMPT,
     Status.NOT_EMULATED: Result.NOT_EMULATED,
+    Status.NOT_DEMONSTRATED: Result.NOT_DEMONSTRATED,
     Status.PASSED: Result.PASSED,
 }
 FAILING = frozenset({Result.FAILED, Result.ERROR})
@@ -235,6 +239,8 @@ class ControlReport:
     manual: tuple[str, ...]
     static_ran: bool
     runtime_ran: bool
+    # Runtime checks that show the loop did what the control claims (catalog demonstrated_by).
+    demonstrated_by: tuple[str, ...] = ()
 
     @property
     def static_result(self) -> Result:
@@ -249,9 +255,19 @@ class ControlReport:
         return worst((c.result for c in self.runtime_checks), Result.NO_CHECK)
 
     @property
+    def demonstrated(self) -> bool:
+        """Every demonstrating check ran here and passed (vacuously true without any)."""
+        results = {c.check_id: c.result for c in self.runtime_checks}
+        return all(results.get(check) is Result.PASSED for check in self.demonstrated_by)
+
+    @property
     def result(self) -> Result:
-        """The control's badge: the worse of its static and runtime results."""
-        return worst((self.static_result, self.runtime_result), Result.NO_CHECK)
+        """The control's badge: the worse of its static and runtime results, and never better
+        than "configured, not demonstrated" while a demonstrating check has not passed."""
+        measured = worst((self.static_result, self.runtime_result), Result.NO_CHECK)
+        if self.demonstrated:
+            return measured
+        return worst((measured, Result.NOT_DEMONSTRATED), Result.NOT_DEMONSTRATED)
 
     @property
     def failing(self) -> bool:
@@ -622,6 +638,7 @@ def _control_report(
         manual=tuple(control.runtime_evidence.manual),
         static_ran=static is not None,
         runtime_ran=runtime is not None,
+        demonstrated_by=tuple(getattr(control.runtime_evidence, "demonstrated_by", ())),
     )
 
 
@@ -1120,7 +1137,14 @@ def markdown_anchor(value: object) -> MarkdownText:
     return MarkdownText(re.sub(r"[^a-z0-9-]", "", str(value)))
 
 
-_STATUS_MARKS = {"pass": "✅ ", "fail": "❌ ", "error": "❌ ", "expired": "❌ ", "exempt": "⚠️ "}
+_STATUS_MARKS = {
+    "pass": "✅ ",
+    "fail": "❌ ",
+    "error": "❌ ",
+    "expired": "❌ ",
+    "exempt": "⚠️ ",
+    Result.NOT_DEMONSTRATED.value: "⚠️ ",
+}
 
 
 def markdown_status(value: object) -> MarkdownText:

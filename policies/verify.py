@@ -94,8 +94,9 @@ STATUS_ORDER = {
     Status.FAILED: 0,
     Status.ERROR: 1,
     Status.NOT_EMULATED: 2,
-    Status.EXEMPT: 3,
-    Status.PASSED: 4,
+    Status.NOT_DEMONSTRATED: 3,
+    Status.EXEMPT: 4,
+    Status.PASSED: 5,
 }
 
 

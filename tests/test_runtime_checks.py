@@ -15,6 +15,7 @@ import socket
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -53,6 +54,7 @@ from policies.runtime.controls import controls_by_check
 from policies.runtime.expected import ExpectedBucket, ExpectedResources, expected_resources
 from policies.runtime.guard import is_read_only
 from tests.feature_data import consent, stay, write_export, write_records
+from tests.model_versions import register
 from tools.emulator import _apply_conditional_denies_only_when_provable
 
 ENVIRONMENTS = {e.name: e for e in load_environments()}
@@ -75,6 +77,7 @@ NOT_EMULATED_ON_MOTO = {
     "RT_PHI_FEATURE_GROUP_ENCRYPTION",
     "RT_PHI_CLOUDTRAIL_LOG_VALIDATION",
     "RT_PHI_CONFIG_RECORDING",
+    "RT_PHI_MODEL_MONITOR_RAN",  # moto has no ListMonitoringExecutions
 }
 # Shown in part: the consent check judges the export and the offline records, but in-process moto
 # has no GetRecord, so the patient-keyed group's online store is "not emulated" (never a pass).
@@ -424,6 +427,11 @@ class Deployment:
             row = stay("e-1", "p-in", data.processing_basis)
             write_records(s3, sagemaker, group, [row], key_arn=feature_key)
 
+    def model_loop(self) -> None:
+        """What the model loop leaves: a traceable version per group, approved by a person."""
+        for group in self.expected.model_package_groups:
+            register(self.client("sagemaker"), group, approve=APPROVAL_COMMENT)
+
     def deploy(self, *layers: str) -> Deployment:
         """Every layer of the environment, or only the named ones (in this order)."""
         every = WORKLOAD_LAYERS if self.expected.is_workload else ORGANIZATION_LAYERS
@@ -437,7 +445,17 @@ class Deployment:
         return run_checks(self.expected, clients, catalog=CATALOG, only=check_ids or None)
 
 
-WORKLOAD_LAYERS = ("keys", "buckets", "network", "detection", "ml", "compute", "feature_data")
+WORKLOAD_LAYERS = (
+    "keys",
+    "buckets",
+    "network",
+    "detection",
+    "ml",
+    "compute",
+    "feature_data",
+    "model_loop",
+)
+APPROVAL_COMMENT = "AUC 0.81 on held-out patients meets the PCCP acceptance criterion (>= 0.75)"
 ORGANIZATION_LAYERS = ("keys", "buckets", "audit")
 # What each check needs deployed (by id prefix), so a case builds only that.
 LAYERS_OF_CHECK = {
@@ -447,6 +465,7 @@ LAYERS_OF_CHECK = {
     "RT_PHI_VPC_": ("network",),
     "RT_PHI_GUARDDUTY_": ("detection",),
     "RT_PHI_SAGEMAKER_": ("keys", "ml"),
+    "RT_PHI_MODEL_": ("keys", "ml", "model_loop"),
     "RT_PHI_LAUNCH_TEMPLATE_": ("network", "compute"),
     "RT_PHI_LAMBDA_": ("network", "compute"),
 }
@@ -712,6 +731,32 @@ def _endpoint_config_without_kms(d: Deployment) -> str:
     return d.endpoint_config("v2-no-kms", kms=False)
 
 
+def _first_group(d: Deployment) -> str:
+    return d.expected.model_package_groups[0]
+
+
+def _version_without_baseline(d: Deployment) -> str:
+    return register(d.client("sagemaker"), _first_group(d), DriftCheckBaselines=None)
+
+
+def _version_served_by_tag(d: Deployment) -> str:
+    containers = [{"Image": "111111111111.dkr.ecr.us-east-1.amazonaws.com/serving:latest"}]
+    specification = {
+        "Containers": containers,
+        "SupportedContentTypes": ["text/csv"],
+        "SupportedResponseMIMETypes": ["text/csv"],
+    }
+    return register(d.client("sagemaker"), _first_group(d), InferenceSpecification=specification)
+
+
+def _version_without_manifest(d: Deployment) -> str:
+    return register(d.client("sagemaker"), _first_group(d), CustomerMetadataProperties=None)
+
+
+def _approval_without_comment(d: Deployment) -> str:
+    return register(d.client("sagemaker"), _first_group(d), approve="")
+
+
 def _data_capture_off(d: Deployment) -> str:
     return d.endpoint_config("v2-no-capture", capture={})
 
@@ -844,6 +889,30 @@ MISCONFIGURATIONS = {
         "RT_PHI_SAGEMAKER_ENDPOINT_KMS",
         _endpoint_config_without_kms,
         "no KMS key is configured",
+        adds_resource=True,
+    ),
+    "model version without a monitoring baseline": Misconfiguration(
+        "RT_PHI_MODEL_VERSION_TRACEABLE",
+        _version_without_baseline,
+        "DriftCheckBaselines.ModelDataQuality.Constraints",
+        adds_resource=True,
+    ),
+    "model version served by a tag": Misconfiguration(
+        "RT_PHI_MODEL_VERSION_TRACEABLE",
+        _version_served_by_tag,
+        "Containers[0].Image is not pinned by digest",
+        adds_resource=True,
+    ),
+    "model version without its dataset manifest": Misconfiguration(
+        "RT_PHI_MODEL_VERSION_TRACEABLE",
+        _version_without_manifest,
+        "CustomerMetadataProperties['dataset-manifest-sha256']",
+        adds_resource=True,
+    ),
+    "approval without a comment": Misconfiguration(
+        "RT_PHI_MODEL_APPROVAL_RECORDED",
+        _approval_without_comment,
+        "carries no comment",
         adds_resource=True,
     ),
     "data capture off": Misconfiguration(
@@ -1622,3 +1691,100 @@ def test_client_errors_other_than_not_found_are_errors(keys_only: Deployment) ->
     findings = checked(keys_only, clients, "RT_PHI_S3_VERSIONING")
     assert {f.status for f in findings} == {Status.ERROR}
     assert "GetBucketVersioning failed (SlowDown" in findings[0].detail
+
+
+# --- the model loop: not demonstrated until it ran ------------------------------------------
+
+
+def datetime_now(minutes: int = 0) -> datetime:
+    return datetime(2026, 12, 1, tzinfo=UTC) + timedelta(minutes=minutes)
+
+
+def test_a_loop_that_never_ran_is_not_demonstrated_never_a_pass(aws: pytest.MonkeyPatch) -> None:
+    deployment = Deployment(aws, dev_expected()).deploy("keys", "ml")
+    findings = deployment.check("RT_PHI_MODEL_VERSION_TRACEABLE", "RT_PHI_MODEL_APPROVAL_RECORDED")
+    assert findings.findings
+    assert {f.status for f in findings.findings} == {Status.NOT_DEMONSTRATED}
+    details = " ".join(f.detail for f in findings.findings)
+    assert "no model version is registered" in details
+    assert "no model version is approved" in details
+    assert not findings.failed()
+
+
+def test_a_version_awaiting_approval_is_traceable_but_no_approval_is_shown(
+    aws: pytest.MonkeyPatch,
+) -> None:
+    deployment = Deployment(aws, dev_expected()).deploy("keys", "ml")
+    register(deployment.client("sagemaker"), _first_group(deployment))
+    statuses_seen = statuses(
+        deployment.check("RT_PHI_MODEL_VERSION_TRACEABLE", "RT_PHI_MODEL_APPROVAL_RECORDED")
+    )
+    assert statuses_seen["RT_PHI_MODEL_VERSION_TRACEABLE"] == {Status.PASSED}
+    assert statuses_seen["RT_PHI_MODEL_APPROVAL_RECORDED"] == {Status.NOT_DEMONSTRATED}
+
+
+def test_an_approval_by_the_pipelines_role_is_not_a_persons(aws: pytest.MonkeyPatch) -> None:
+    deployment = Deployment(aws, dev_expected()).deploy("keys", "ml")
+    clients, stubber = stubbed(deployment, "sagemaker")
+    group = _first_group(deployment)
+    arn = f"arn:aws:sagemaker:us-east-1:111111111111:model-package/{group}/1"
+    role = deployment.expected.automation_role_names[0]
+    stubber.add_response("list_model_packages", {"ModelPackageSummaryList": [
+        {"ModelPackageArn": arn, "CreationTime": datetime_now(), "ModelPackageStatus": "Completed"}
+    ]}, {"ModelPackageGroupName": group})  # fmt: skip
+    stubber.add_response("describe_model_package", {
+        "ModelPackageName": group, "ModelPackageArn": arn, "CreationTime": datetime_now(),
+        "ModelPackageStatus": "Completed", "ModelApprovalStatus": "Approved",
+        "ApprovalDescription": "auto", "ModelPackageStatusDetails": {"ValidationStatuses": []},
+        "LastModifiedBy": {"IamIdentity": {
+            "Arn": f"arn:aws:sts::111111111111:assumed-role/{role}/SageMaker"}},
+    })  # fmt: skip
+    (finding,) = [
+        f
+        for f in checked(deployment, clients, "RT_PHI_MODEL_APPROVAL_RECORDED")
+        if "/1" in f.resource
+    ]
+    assert finding.status is Status.FAILED
+    assert "automation role" in finding.detail
+
+
+MISSING_BASELINE = "baseline constraints.json not found"
+
+
+def _runs(*statuses_of_runs: str) -> dict[str, Any]:
+    return {
+        "MonitoringExecutionSummaries": [
+            {
+                "MonitoringScheduleName": "s",
+                "ScheduledTime": datetime_now(minutes=index),
+                "CreationTime": datetime_now(minutes=index),
+                "LastModifiedTime": datetime_now(minutes=index),
+                "MonitoringExecutionStatus": status,
+                **({"FailureReason": MISSING_BASELINE} if status == "Failed" else {}),
+            }
+            for index, status in enumerate(statuses_of_runs)
+        ]
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("runs", "status", "detail"),
+    [
+        ((), Status.NOT_DEMONSTRATED, "no monitoring run yet"),
+        (("Completed", "CompletedWithViolations"), Status.PASSED, "2 of 2 runs completed"),
+        (("Completed", "Failed"), Status.FAILED, "baseline constraints.json not found"),
+        (("InProgress",), Status.NOT_DEMONSTRATED, "is InProgress"),
+    ],
+    ids=["none", "completed", "latest-failed", "first-in-progress"],
+)
+def test_monitoring_is_judged_by_its_runs(
+    keys_only: Deployment, runs: tuple[str, ...], status: Status, detail: str
+) -> None:
+    clients, stubber = stubbed(keys_only, "sagemaker")
+    (schedule,) = keys_only.expected.monitoring_schedules
+    stubber.add_response(
+        "list_monitoring_executions", _runs(*runs), {"MonitoringScheduleName": schedule}
+    )
+    (finding,) = checked(keys_only, clients, "RT_PHI_MODEL_MONITOR_RAN")
+    assert finding.status is status, finding.detail
+    assert detail in finding.detail

@@ -100,10 +100,11 @@ NOT_EVALUATED: Final = "not evaluated"
 _STATUS_SEVERITY: Final[Mapping[str, int]] = {
     NOT_EVALUATED: 0,
     Status.NOT_EMULATED.value: 1,
-    Status.PASSED.value: 2,
-    Status.EXEMPT.value: 3,
-    Status.FAILED.value: 4,
-    Status.ERROR.value: 5,
+    Status.NOT_DEMONSTRATED.value: 2,
+    Status.PASSED.value: 3,
+    Status.EXEMPT.value: 4,
+    Status.FAILED.value: 5,
+    Status.ERROR.value: 6,
 }
 
 

@@ -127,6 +127,9 @@ class ExpectedResources:
     model_package_groups: tuple[str, ...] = ()
     # Accounts a model package group policy may name: this one and the production account.
     model_package_readers: tuple[str, ...] = ()
+    # Roles of the automation (pipelines, jobs): an approval by one of them is not a person's.
+    automation_role_names: tuple[str, ...] = ()
+    monitoring_schedules: tuple[str, ...] = ()
     launch_templates: tuple[str, ...] = ()
     functions: tuple[str, ...] = ()
     fhir_datastore: str | None = None
@@ -223,6 +226,12 @@ def _workload(
         model_package_readers=tuple(
             sorted({environment.account_id, configs.registry.production_account_id})
         ),
+        automation_role_names=(
+            configs.pipeline.execution_role_name,
+            configs.feature_build.execution_role_name,
+            configs.monitoring.monitor_role_name,
+        ),
+        monitoring_schedules=(configs.monitoring.schedule_name,),
         launch_templates=(f"{inference.name}-enclave",),
         functions=(configs.monitoring.rollback_name, configs.detection.quarantine_name),
         fhir_datastore=fhir.datastore_name if fhir else None,

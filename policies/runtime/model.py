@@ -56,6 +56,10 @@ def not_emulated(resource: str, detail: str) -> Outcome:
     return Outcome(resource, Status.NOT_EMULATED, detail)
 
 
+def not_demonstrated(resource: str, detail: str) -> Outcome:
+    return Outcome(resource, Status.NOT_DEMONSTRATED, detail)
+
+
 def error(resource: str, detail: str) -> Outcome:
     return Outcome(resource, Status.ERROR, detail)
 

@@ -32,6 +32,7 @@ from policies.runtime import (
     fhir,
     keys,
     ml,
+    model_loop,
     network,
     storage,
 )
@@ -58,6 +59,7 @@ CHECKS: tuple[RuntimeCheck, ...] = (
     *fhir.CHECKS,
     *compute.CHECKS,
     *features.CHECKS,
+    *model_loop.CHECKS,
 )
 SESSION_NAME = "phi-ml-runtime-checks"
 
