@@ -19,6 +19,7 @@ from typing import Any, Final, TypeGuard
 
 import orjson
 
+from ml.bulk import cycle_collection_paused
 from ml.fhir_codes import (
     DIASTOLIC_BP,
     EXPORTED_TYPES,
@@ -221,8 +222,9 @@ class ExportReader:
         return str(path)
 
     def read_files(self, paths: Iterable[Path]) -> None:
-        for path in paths:
-            self.read_file(path)
+        with cycle_collection_paused():
+            for path in paths:
+                self.read_file(path)
 
     def read_file(self, path: Path) -> None:
         expected = _file_type(path)

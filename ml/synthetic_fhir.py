@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import hashlib
 import math
 import os
@@ -57,6 +56,7 @@ from typing import IO, Any, Final, NamedTuple, NoReturn
 
 import orjson
 
+from ml.bulk import cycle_collection_paused
 from ml.fhir_codes import (
     ACT_CODE,
     ACT_REASON,
@@ -897,20 +897,13 @@ def generate(
     collected: dict[str, list[dict[str, Any]]] = {kind: [] for kind in EXPORTED_TYPES}
     stays: list[StayTruth] = []
     opted_out: set[str] = set()
-    # Millions of new acyclic dicts make the cycle collector rescan the growing heap again and
-    # again (half the run); nothing here makes a cycle, so it pauses until the end.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with cycle_collection_paused():
         for record in _simulate(patients, seed, as_of=as_of, opt_out_share=opt_out_share):
             for kind, resources in record.as_resources().items():
                 collected[kind].extend(resources)
             stays.extend(record.stays)
             if record.opted_out:
                 opted_out.add(record.resources["Patient"][0]["id"])
-    finally:
-        if collecting:
-            gc.enable()
     return Population(
         seed=seed,
         as_of=as_of,

@@ -10,7 +10,6 @@ import copy
 import json
 import re
 import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from modules.feature_build import FeatureBuild, FeatureBuildConfig
 from modules.features import FeatureGroupSpec, Features, FeaturesConfig
 from modules.keys import KeyPurpose, key_policy
 from modules.network import Network, NetworkConfig
+from tests import dockerfiles
 from tests.base_layers import BUCKET_PREFIX, add_keys_and_storage
 from tests.iam import as_list, iam_allows, statement_applies
 from tests.synth import only, resources, statements, synth_stack
@@ -1263,41 +1263,15 @@ def test_the_spec_names_the_data_stacks_feature_groups(dev_ml: dict[str, Any]) -
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
-    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
-    found = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            instruction, _, rest = stripped.partition(" ")
-            found.append((instruction.upper(), " ".join(rest.split())))
-    return found
+    return dockerfiles.instructions(DOCKERFILE)
 
 
 def dockerfile_pins() -> dict[str, str]:
-    pins = {}
-    for instruction, rest in dockerfile_instructions():
-        if instruction == "RUN" and rest.startswith("pip install"):
-            for word in rest.split():
-                if "==" in word:
-                    name, version = word.split("==")
-                    pins[name.lower()] = version
-    return pins
-
-
-def pyproject_pins() -> dict[str, str]:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return {
-        name.lower(): version
-        for name, _, version in (d.partition("==") for d in project["dependencies"])
-    }
+    return dockerfiles.pip_pins(DOCKERFILE)
 
 
 def dockerfile_entrypoint() -> list[str]:
-    (entrypoint,) = [
-        rest for instruction, rest in dockerfile_instructions() if instruction == "ENTRYPOINT"
-    ]
-    return list(json.loads(entrypoint))
+    return dockerfiles.entrypoint(DOCKERFILE)
 
 
 def module_file(module: str) -> Path | None:
@@ -1354,7 +1328,7 @@ def test_the_pipeline_runs_the_dockerfiles_entrypoint(definition: dict[str, Any]
 
 
 def test_the_image_installs_exactly_the_pinned_versions_of_what_the_builder_imports() -> None:
-    pins, pinned = dockerfile_pins(), pyproject_pins()
+    pins, pinned = dockerfile_pins(), dockerfiles.pyproject_pins()
     assert {"pyarrow", "orjson", "boto3"} <= set(pins)
     assert {name: pinned.get(name) for name in pins} == pins
     # Every package the builder imports is in the image (boto3 only for s3:// inputs).
@@ -1364,7 +1338,7 @@ def test_the_image_installs_exactly_the_pinned_versions_of_what_the_builder_impo
 def test_the_pin_check_detects_a_drifted_version() -> None:
     """Twin: a Dockerfile pin other than pyproject's is told apart."""
     pins = {**dockerfile_pins(), "pyarrow": "25.0.0"}
-    assert {name: pyproject_pins().get(name) for name in pins} != pins
+    assert {name: dockerfiles.pyproject_pins().get(name) for name in pins} != pins
 
 
 def test_the_image_is_aws_published_non_root_and_copies_the_package() -> None:

@@ -103,10 +103,16 @@ def lineage_gaps(package: dict[str, Any]) -> list[str]:
     return gaps
 
 
-def version_traceable(context: CheckContext) -> Iterator[Outcome]:
+def _groups(context: CheckContext) -> Iterator[tuple[str, list[dict[str, Any]] | Outcome]]:
+    """Each model package group's ARN and its versions described (or the outcome of failing
+    to list them)."""
     for group in context.expected.model_package_groups:
         arn = context.arn("sagemaker", f"model-package-group/{group}")
-        found = context.discover(arn, partial(_versions, context, group))
+        yield arn, context.discover(arn, partial(_versions, context, group))
+
+
+def version_traceable(context: CheckContext) -> Iterator[Outcome]:
+    for arn, found in _groups(context):
         if isinstance(found, Outcome):
             yield found
             continue
@@ -135,9 +141,7 @@ def _approver(package: dict[str, Any]) -> str | None:
 
 def approval_recorded(context: CheckContext) -> Iterator[Outcome]:
     automation = set(context.expected.automation_role_names)
-    for group in context.expected.model_package_groups:
-        arn = context.arn("sagemaker", f"model-package-group/{group}")
-        found = context.discover(arn, partial(_versions, context, group))
+    for arn, found in _groups(context):
         if isinstance(found, Outcome):
             yield found
             continue

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ml import feature_builder, preprocess, synthetic_fhir
 from ml.feature_spec import (
     BasisKind,
     FeatureColumn,
@@ -24,6 +26,7 @@ from ml.fhir_codes import (
     export_file,
     export_folder,
 )
+from ml.fhir_export import export_files
 
 EXPORT_FOLDER = export_folder("0" * 32, "1" * 32)
 OFFLINE_STORE = "s3://acme-phi-dev-feature-offline/feature-store/"
@@ -166,3 +169,25 @@ def four_vitals(
             zip((HEART_RATE, SYSTOLIC_BP, DIASTOLIC_BP, SPO2), values, strict=True)
         )
     ]
+
+
+def synthetic_dataset(root: Path, patients: int, seed: int, as_of: datetime) -> Path:
+    """A synthetic population through the feature builder and the Preprocess step, as the
+    pipeline chains them: root/offline (the offline store), root/spec.json and root/dataset
+    (cut off a day after the population's as-of time)."""
+    export = synthetic_fhir.write_export(
+        synthetic_fhir.generate(patients, seed, as_of=as_of), root / "export"
+    )
+    feature_builder.build(
+        export_files(export),
+        spec(),
+        offline_output=root / "offline",
+        online_output=None,
+        shard="local",
+        write_time=as_of,
+    )
+    (root / "spec.json").write_text(spec().to_json(), encoding="utf-8")
+    preprocess.preprocess(
+        root / "offline", root / "spec.json", root / "dataset", as_of=as_of + timedelta(days=1)
+    )
+    return root / "dataset"
