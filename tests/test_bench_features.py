@@ -25,6 +25,7 @@ from tools.bench_features import (
     COLUMNAR,
     NAIVE,
     FeatureBench,
+    GrowthRun,
     Settings,
     WayRuns,
     identical,
@@ -167,3 +168,25 @@ def test_a_small_run_end_to_end(tmp_path: Path) -> None:
     markdown = bench_features.render_markdown(bench)
     assert "columnar / naive" in markdown
     assert "the union equals the single build: yes" in markdown
+
+
+def _grown(seconds_of: Any) -> FeatureBench:
+    bench = _bench(1.0, 10.0, 2.0, 1.0)
+    bench.growth = [
+        GrowthRun(n, n * 90, n * 60_000, seconds_of(n), seconds_of(n), None)
+        for n in (1000, 3000, 10_000, 30_000, 100_000)
+    ]
+    return bench
+
+
+def test_linear_growth_has_exponent_one_and_quadratic_two() -> None:
+    linear = _grown(lambda n: 0.5 + n / 500).growth_exponent()
+    assert linear is not None and abs(linear - 1) < 0.1
+    assert "linear: seconds grow as resources^" in " ".join(
+        bench_features.summary_sentences(_grown(lambda n: 0.5 + n / 500))
+    )
+    quadratic = _grown(lambda n: (n / 1000) ** 2).growth_exponent()
+    assert quadratic is not None and abs(quadratic - 2) < 0.01
+    assert "not linear" in " ".join(
+        bench_features.summary_sentences(_grown(lambda n: (n / 1000) ** 2))
+    )
