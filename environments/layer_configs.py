@@ -17,7 +17,7 @@ from environments.schema import Jurisdiction, WorkloadEnvironment
 from ml.feature_spec import basis_problem, group_problem
 from modules.config import LayerConfig
 from modules.detection import DetectionConfig
-from modules.feature_build import FeatureBuildConfig, features_pipeline_name
+from modules.feature_build import FeatureBuildConfig, feature_spec_key, features_pipeline_name
 from modules.features import FeaturesConfig
 from modules.fhir import FHIR_BUCKET_PURPOSE, FhirConfig
 from modules.inference import InferenceConfig
@@ -237,6 +237,9 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         metric_threshold=ml.pipeline.metric_threshold,
         trigger_prefix=ml.pipeline.trigger_prefix,
         offline_store_uri=offline_store_uri,
+        feature_groups=tuple(group.name for group in features.groups),
+        feature_spec_key=feature_spec_key(features_pipeline_name(ml.pipeline.name)),
+        hyperparameters=ml.pipeline.hyperparameters,
         max_runtime_seconds=ml.pipeline.max_runtime_seconds,
         vpc_cidr=env.network.vpc_cidr,
     )

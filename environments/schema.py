@@ -19,6 +19,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     field_validator,
     model_validator,
 )
@@ -308,6 +311,8 @@ class PipelineSettings(_Model):
     metric_threshold: float
     trigger_prefix: str
     max_runtime_seconds: int
+    # Strict: a YAML `true` is not 1, and "200" is not a number here.
+    hyperparameters: dict[str, StrictInt | StrictFloat | StrictStr]
 
 
 class RegistrySettings(_Model):

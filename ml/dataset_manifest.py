@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Final
 
 MANIFEST_VERSION: Final = 1
+# The split seed when none is given (the pipeline passes it explicitly).
+DEFAULT_SPLIT_SEED: Final = 7
 FEATURE_TYPES: Final = ("Integral", "Fractional")
 _CHUNK: Final = 1 << 20
 

@@ -44,6 +44,7 @@ from sklearn.metrics import (  # type: ignore[import-untyped]
 from xgboost.core import XGBoostError
 
 from ml.dataset_splits import SplitError, read_split
+from ml.model_quality import REQUIRED_OBJECTIVE
 from ml.sagemaker_paths import (
     DATASET_MANIFEST,
     EVALUATION_REPORT,
@@ -61,16 +62,6 @@ DEFAULT_OUTPUT: Final = PROCESSING_OUTPUT / "evaluation"
 # why in the console, not only in CloudWatch. Written only where the directory exists (the
 # container), never created.
 PROCESSING_EXIT_MESSAGE: Final = Path("/opt/ml/output/message")
-
-REQUIRED_OBJECTIVE: Final = "binary:logistic"
-# Where the pipeline's JsonGet finds each metric in evaluation.json (PropertyFile json_path).
-GATE_METRIC_PATHS: Final = {
-    "auc": "binary_classification_metrics.auc.value",
-    "accuracy": "binary_classification_metrics.accuracy.value",
-    "f1": "binary_classification_metrics.f1.value",
-    "precision": "binary_classification_metrics.precision.value",
-    "recall": "binary_classification_metrics.recall.value",
-}
 
 # Model Monitor gives a standard deviation only from 200 samples on, computed over 5 random
 # samples of 80% of the data; the seed is fixed so the same model and data give the same report.

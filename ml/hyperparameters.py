@@ -20,9 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-REQUIRED_OBJECTIVE: Final = "binary:logistic"
-# Metrics the evaluate step computes and the container accepts as eval_metric.
-GATE_METRICS: Final = ("auc", "aucpr", "accuracy", "f1", "precision", "recall")
+from ml.model_quality import GATE_METRICS, REQUIRED_OBJECTIVE
+
 # SageMaker limits: at most 100 hyperparameters, each value at most 2500 characters.
 MAX_VALUE_LENGTH: Final = 2500
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -45,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml.dataset_manifest import (
+    DEFAULT_SPLIT_SEED,
     DatasetManifest,
     InputFile,
     ManifestFeature,
@@ -54,7 +56,13 @@ from ml.dataset_manifest import (
 from ml.feature_spec import Entity, FeatureSpec, GroupSpec, SpecError, read_spec
 from ml.fhir_codes import DISCHARGE_DISPOSITIONS
 from ml.offline_store import event_epochs, read_group
-from ml.sagemaker_paths import DATASET_MANIFEST, PROCESSING_INPUT, PROCESSING_OUTPUT, SPLIT_FILES
+from ml.sagemaker_paths import (
+    DATASET_DIGEST,
+    DATASET_MANIFEST,
+    PROCESSING_INPUT,
+    PROCESSING_OUTPUT,
+    SPLIT_FILES,
+)
 
 EXIT_BAD_INPUT: Final = 2
 LABEL: Final = "readmitted_30d"
@@ -63,7 +71,6 @@ READMISSION_WINDOW_SECONDS: Final = 30 * SECONDS_PER_DAY
 # A readmission is a record only once that stay ends: wait this long past the 30 days before a
 # stay's label counts as known (longer than any stay the population holds, 15 days).
 LABEL_SETTLE_SECONDS: Final = 30 * SECONDS_PER_DAY
-DEFAULT_SPLIT_SEED: Final = 7
 DEFAULT_VALIDATION_SHARE: Final = 0.15
 DEFAULT_TEST_SHARE: Final = 0.15
 STAY_FEATURES: Final = ("length_of_stay_days", "prior_admissions")
@@ -378,7 +385,10 @@ def preprocess(
             },
             excluded={"censored": dataset.censored},
         )
-        manifest.write(stage / DATASET_MANIFEST)
+        digest = manifest.write(stage / DATASET_MANIFEST)
+        (stage / DATASET_DIGEST).write_text(
+            json.dumps({"manifest_sha256": digest}) + "\n", encoding="utf-8"
+        )
         if output.exists():
             shutil.rmtree(output)
         os.replace(stage, output)

@@ -33,6 +33,8 @@ MODEL_ARCHIVE: Final = "model.tar.gz"
 
 # What the dataset step writes and the later steps read (file names inside their folders).
 DATASET_MANIFEST: Final = "manifest.json"
+# {"manifest_sha256": ...}: the manifest's digest, for the pipeline to read as a property file.
+DATASET_DIGEST: Final = "dataset-digest.json"
 SPLIT_FILES: Final = {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"}
 EVALUATION_REPORT: Final = "evaluation.json"
 BASELINE_STATISTICS: Final = "statistics.json"

@@ -163,7 +163,7 @@ class FeatureBuildConfig(LayerConfig):
 
     @property
     def spec_key(self) -> str:
-        return f"{self.artifacts_prefix}{SPEC_FILE}"
+        return feature_spec_key(self.pipeline_name)
 
     def feature_spec(self, resolved_output_s3_uris: Mapping[str, str]) -> FeatureSpec:
         """The spec the jobs read: the declared groups, each with its resolved offline
@@ -193,6 +193,11 @@ class FeatureBuildConfig(LayerConfig):
             ),
             max_bad_line_share=self.max_bad_line_share,
         )
+
+
+def feature_spec_key(features_pipeline: str) -> str:
+    """Where the spec object is in the artifacts bucket (the training pipeline reads it too)."""
+    return f"pipelines/{features_pipeline}/{SPEC_FILE}"
 
 
 def features_pipeline_name(training_pipeline_name: str) -> str:

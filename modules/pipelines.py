@@ -10,12 +10,24 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from pathlib import PurePosixPath as Path
 from typing import Any
 
 from cdktf import Token
 from constructs import Construct
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from ml.dataset_manifest import DEFAULT_SPLIT_SEED
+from ml.hyperparameters import HyperparameterError, as_strings, validate
+from ml.model_quality import GATE_METRIC_PATHS
+from ml.sagemaker_paths import (
+    BASELINE_CONSTRAINTS,
+    BASELINE_STATISTICS,
+    DATASET_DIGEST,
+    DATASET_MANIFEST,
+    EVALUATION_REPORT,
+    SPLIT_FILES,
+)
 from modules import aws
 from modules.config import LayerConfig
 from modules.iam_statements import (
@@ -33,6 +45,8 @@ from modules.iam_statements import (
 from modules.keys import CustomerManagedKey
 from modules.policy import Statement, assume_role_policy, policy_document, statement
 from modules.storage import HardenedBucket
+from requirements.model_lineage import DATASET_MANIFEST_SHA256, DATASET_MANIFEST_URI
+from requirements.model_lineage import FEATURES_AS_OF as FEATURES_AS_OF_KEY
 
 # EU AI Act Art. 14 (human oversight) and FDA change control: the pipeline proposes, a person
 # decides. Deliberately a constant, not configuration: no environment may auto-approve.
@@ -43,15 +57,26 @@ PIPELINE_DEFINITION_VERSION = "2020-12-01"
 PREPROCESS_STEP = "Preprocess"
 TRAIN_STEP = "Train"
 EVALUATE_STEP = "Evaluate"
+BASELINE_STEP = "Baseline"
 GATE_STEP = "MetricGate"
 REGISTER_STEP = "Register"
 BELOW_THRESHOLD_STEP = "MetricBelowThreshold"
 
+# The programs each processing step runs, shipped in the model-steps image
+# (ml/Dockerfile.model-steps); each follows the processing container's paths.
+STEP_PROGRAMS = {
+    PREPROCESS_STEP: "ml.preprocess",
+    EVALUATE_STEP: "ml.evaluate",
+    BASELINE_STEP: "ml.monitor_baseline",
+}
+DATASET_OUTPUT = "dataset"
 EVALUATION_OUTPUT = "evaluation"
-EVALUATION_FILE = "evaluation.json"
+BASELINE_OUTPUT = "baseline"
+EVALUATION_FILE = EVALUATION_REPORT
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
-# The evaluation container writes {"metrics": {"<metric_name>": {"value": <float>}}}.
-EVALUATION_METRICS_KEY = "metrics"
+DATASET_PROPERTY_FILE = "DatasetDigest"
+# Every job of a run cuts the features off at the run's start: the manifest records it.
+FEATURES_AS_OF = {"Get": "Execution.StartDateTime"}
 
 TRIGGER_OBJECT_KEY = "TriggerObjectKey"
 TRIGGER_OBJECT_VERSION = "TriggerObjectVersionId"
@@ -98,6 +123,14 @@ class PipelineConfig(LayerConfig):
     metric_threshold: float = Field(gt=0, le=1)
     trigger_prefix: str = Field(min_length=2, max_length=512)
     offline_store_uri: str = Field(pattern=_S3_URI.pattern)
+    # The declared feature groups (each one's offline data is under offline_store_uri/<name>)
+    # and the feature spec the feature-build jobs read (an object in the artifacts bucket).
+    feature_groups: tuple[str, ...] = Field(min_length=1)
+    feature_spec_key: str = Field(min_length=1, max_length=1024)
+    # The built-in XGBoost algorithm's hyperparameters, as that container validates them
+    # (ml/hyperparameters.py), with eval_metric the gate metric.
+    hyperparameters: dict[str, int | float | str]
+    split_seed: int = Field(default=DEFAULT_SPLIT_SEED, ge=0, le=2**31 - 1)
     # 5 days: the CreateProcessingJob maximum, so one limit fits every job.
     max_runtime_seconds: int = Field(ge=60, le=432_000)
     vpc_cidr: str
@@ -117,6 +150,35 @@ class PipelineConfig(LayerConfig):
     def _cidr(cls, cidr: str) -> str:
         ipaddress.IPv4Network(cidr, strict=True)
         return cidr
+
+    @field_validator("metric_name")
+    @classmethod
+    def _reported_by_evaluate(cls, metric: str) -> str:
+        if metric not in GATE_METRIC_PATHS:
+            raise ValueError(
+                f"metric_name '{metric}' is not one the Evaluate step reports "
+                f"({', '.join(GATE_METRIC_PATHS)})"
+            )
+        return metric
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _train_what_the_gate_judges(
+        cls, hyperparameters: dict[str, int | float | str], info: ValidationInfo
+    ) -> dict[str, int | float | str]:
+        metric = info.data.get("metric_name")
+        if metric is None:
+            return hyperparameters  # the metric itself was refused, and is reported
+        try:
+            validate(hyperparameters, gate_metric=metric)
+        except HyperparameterError as problem:
+            raise ValueError(str(problem)) from None
+        return hyperparameters
+
+    @property
+    def training_hyperparameters(self) -> dict[str, str]:
+        """As CreateTrainingJob wants them: every value a string."""
+        return as_strings(validate(self.hyperparameters, gate_metric=self.metric_name))
 
     @property
     def offline_store_bucket(self) -> str:
@@ -210,13 +272,13 @@ def pipeline_definition(
             }
         }
 
-    def s3_input(name: str, uri: Any) -> dict[str, Any]:
+    def s3_input(name: str, uri: Any, folder: str | None = None) -> dict[str, Any]:
         return {
             "InputName": name,
             "AppManaged": False,
             "S3Input": {
                 "S3Uri": uri,
-                "LocalPath": f"{PROCESSING_ROOT}/input/{name}",
+                "LocalPath": f"{PROCESSING_ROOT}/input/{folder or name}",
                 "S3DataType": "S3Prefix",
                 "S3InputMode": "File",
                 "S3DataDistributionType": "FullyReplicated",
@@ -234,30 +296,78 @@ def pipeline_definition(
             },
         }
 
-    # The image carries the code (built and scanned in CI): with network isolation nothing
-    # can be downloaded at run time, and the image digest pins what ran.
-    preprocess = {
-        "Name": PREPROCESS_STEP,
-        "Type": "Processing",
-        "Arguments": {
-            "ProcessingResources": processing_resources(),
-            "AppSpecification": {
-                "ImageUri": config.processing_image,
-                "ContainerArguments": ["preprocess"],
+    def program(step: str, *arguments: Any) -> dict[str, Any]:
+        # The image carries the code (built and scanned in CI): with network isolation nothing
+        # can be downloaded at run time, and the image digest pins what ran. The framework
+        # image has no entrypoint of its own: each step names its program.
+        return {
+            "ImageUri": config.processing_image,
+            "ContainerEntrypoint": ["python3", "-m", STEP_PROGRAMS[step]],
+            "ContainerArguments": list(arguments),
+        }
+
+    def processing_step(
+        step: str,
+        app: dict[str, Any],
+        inputs: list[dict[str, Any]],
+        outputs: list[str],
+        **extra: Any,
+    ) -> dict[str, Any]:
+        return {
+            "Name": step,
+            "Type": "Processing",
+            "Arguments": {
+                "ProcessingResources": processing_resources(),
+                "AppSpecification": app,
+                "Environment": _provenance_environment(),
+                "ProcessingInputs": inputs,
+                "ProcessingOutputConfig": {
+                    "Outputs": [s3_output(step, name) for name in outputs],
+                    "KmsKeyId": ml_key_arn,
+                },
+                "NetworkConfig": processing_network,
+                "StoppingCondition": stopping,
+                "RoleArn": role_arn,
             },
-            "Environment": _provenance_environment(),
-            "ProcessingInputs": [s3_input("features", _parameter(INPUT_DATA_URI))],
-            "ProcessingOutputConfig": {
-                "Outputs": [
-                    s3_output(PREPROCESS_STEP, name) for name in ("train", "validation", "test")
-                ],
-                "KmsKeyId": ml_key_arn,
-            },
-            "NetworkConfig": processing_network,
-            "StoppingCondition": stopping,
-            "RoleArn": role_arn,
-        },
-    }
+            **extra,
+        }
+
+    dataset_uri = _processing_output_uri(PREPROCESS_STEP, DATASET_OUTPUT)
+    preprocess = processing_step(
+        PREPROCESS_STEP,
+        program(
+            PREPROCESS_STEP,
+            "--as-of",
+            FEATURES_AS_OF,
+            "--features",
+            f"{PROCESSING_ROOT}/input/features",
+            "--spec",
+            f"{PROCESSING_ROOT}/input/spec/{Path(config.feature_spec_key).name}",
+            "--output",
+            f"{PROCESSING_ROOT}/output/{DATASET_OUTPUT}",
+            "--split-seed",
+            str(config.split_seed),
+        ),
+        [
+            *(
+                s3_input(
+                    f"features-{group}",
+                    _join(_parameter(INPUT_DATA_URI), group, on=""),
+                    f"features/{group}",
+                )
+                for group in config.feature_groups
+            ),
+            s3_input("spec", f"s3://{artifacts_bucket_name}/{config.feature_spec_key}"),
+        ],
+        [DATASET_OUTPUT],
+        PropertyFiles=[
+            {
+                "PropertyFileName": DATASET_PROPERTY_FILE,
+                "OutputName": DATASET_OUTPUT,
+                "FilePath": DATASET_DIGEST,
+            }
+        ],
+    )
 
     def channel(name: str) -> dict[str, Any]:
         return {
@@ -266,7 +376,8 @@ def pipeline_definition(
             "DataSource": {
                 "S3DataSource": {
                     "S3DataType": "S3Prefix",
-                    "S3Uri": _processing_output_uri(PREPROCESS_STEP, name),
+                    # A key prefix that names one object: the split's CSV in the dataset.
+                    "S3Uri": _join(dataset_uri, SPLIT_FILES[name]),
                     "S3DataDistributionType": "FullyReplicated",
                 }
             },
@@ -281,6 +392,7 @@ def pipeline_definition(
                 "TrainingImage": config.training_image,
                 "TrainingInputMode": "File",
             },
+            "HyperParameters": config.training_hyperparameters,
             "InputDataConfig": [channel("train"), channel("validation")],
             "OutputDataConfig": {
                 "S3OutputPath": _run_uri(artifacts_bucket_name, config, "train"),
@@ -301,40 +413,49 @@ def pipeline_definition(
     }
 
     model_artifacts = {"Get": f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts"}
-    evaluate = {
-        "Name": EVALUATE_STEP,
-        "Type": "Processing",
-        "Arguments": {
-            "ProcessingResources": processing_resources(),
-            "AppSpecification": {
-                "ImageUri": config.processing_image,
-                "ContainerArguments": ["evaluate", "--metric", config.metric_name],
-            },
-            "Environment": _provenance_environment(),
-            "ProcessingInputs": [
-                s3_input("model", model_artifacts),
-                s3_input("test", _processing_output_uri(PREPROCESS_STEP, "test")),
-            ],
-            "ProcessingOutputConfig": {
-                "Outputs": [s3_output(EVALUATE_STEP, EVALUATION_OUTPUT)],
-                "KmsKeyId": ml_key_arn,
-            },
-            "NetworkConfig": processing_network,
-            "StoppingCondition": stopping,
-            "RoleArn": role_arn,
-        },
-        "PropertyFiles": [
+    dataset_input = s3_input(DATASET_OUTPUT, dataset_uri)
+    evaluate = processing_step(
+        EVALUATE_STEP,
+        program(
+            EVALUATE_STEP,
+            "--model",
+            f"{PROCESSING_ROOT}/input/model",
+            "--dataset",
+            f"{PROCESSING_ROOT}/input/{DATASET_OUTPUT}",
+            "--output",
+            f"{PROCESSING_ROOT}/output/{EVALUATION_OUTPUT}",
+        ),
+        [s3_input("model", model_artifacts), dataset_input],
+        [EVALUATION_OUTPUT],
+        PropertyFiles=[
             {
                 "PropertyFileName": EVALUATION_PROPERTY_FILE,
                 "OutputName": EVALUATION_OUTPUT,
                 "FilePath": EVALUATION_FILE,
             }
         ],
-    }
+    )
+    baseline = processing_step(
+        BASELINE_STEP,
+        program(
+            BASELINE_STEP,
+            "--dataset",
+            f"{PROCESSING_ROOT}/input/{DATASET_OUTPUT}",
+            "--output",
+            f"{PROCESSING_ROOT}/output/{BASELINE_OUTPUT}",
+        ),
+        [dataset_input],
+        [BASELINE_OUTPUT],
+    )
 
     evaluation_report = _join(
         _processing_output_uri(EVALUATE_STEP, EVALUATION_OUTPUT), EVALUATION_FILE
     )
+    baseline_uri = _processing_output_uri(BASELINE_STEP, BASELINE_OUTPUT)
+
+    def json_document(uri: Any) -> dict[str, Any]:
+        return {"ContentType": "application/json", "S3Uri": uri}
+
     register = {
         "Name": REGISTER_STEP,
         "Type": "RegisterModel",
@@ -353,9 +474,12 @@ def pipeline_definition(
                 "SupportedContentTypes": [MODEL_CONTENT_TYPE],
                 "SupportedResponseMIMETypes": [MODEL_CONTENT_TYPE],
             },
-            "ModelMetrics": {
-                "ModelQuality": {
-                    "Statistics": {"ContentType": "application/json", "S3Uri": evaluation_report}
+            "ModelMetrics": {"ModelQuality": {"Statistics": json_document(evaluation_report)}},
+            # What monitoring compares the endpoint's traffic with, per version.
+            "DriftCheckBaselines": {
+                "ModelDataQuality": {
+                    "Constraints": json_document(_join(baseline_uri, BASELINE_CONSTRAINTS)),
+                    "Statistics": json_document(_join(baseline_uri, BASELINE_STATISTICS)),
                 }
             },
             # Provenance on the package itself. SageMaker caps each value at 256 characters:
@@ -365,6 +489,16 @@ def pipeline_definition(
                 TRIGGER_OBJECT_VERSION: _parameter(TRIGGER_OBJECT_VERSION),
                 INPUT_DATA_URI: _parameter(INPUT_DATA_URI),
                 "PipelineExecutionArn": {"Get": "Execution.PipelineExecutionArn"},
+                DATASET_MANIFEST_URI: _join(dataset_uri, DATASET_MANIFEST),
+                DATASET_MANIFEST_SHA256: {
+                    "Std:JsonGet": {
+                        "PropertyFile": {
+                            "Get": f"Steps.{PREPROCESS_STEP}.PropertyFiles.{DATASET_PROPERTY_FILE}"
+                        },
+                        "Path": "manifest_sha256",
+                    }
+                },
+                FEATURES_AS_OF_KEY: FEATURES_AS_OF,
             },
         },
     }
@@ -390,7 +524,7 @@ def pipeline_definition(
                                 "Get": f"Steps.{EVALUATE_STEP}.PropertyFiles."
                                 f"{EVALUATION_PROPERTY_FILE}"
                             },
-                            "Path": f"{EVALUATION_METRICS_KEY}.{config.metric_name}.value",
+                            "Path": GATE_METRIC_PATHS[config.metric_name],
                         }
                     },
                     "RightValue": config.metric_threshold,
@@ -423,7 +557,7 @@ def pipeline_definition(
                 "DefaultValue": config.offline_store_uri,
             },
         ],
-        "Steps": [preprocess, train, evaluate, gate],
+        "Steps": [preprocess, train, evaluate, baseline, gate],
     }
 
 
@@ -739,6 +873,13 @@ def execution_role_statements(
             actions="s3:ListBucket",
             resources=offline_bucket_arn,
             condition={"StringLike": {"s3:prefix": [f"{offline_prefix}*"]}},
+        ),
+        # The feature spec the feature-build jobs read: which groups, where their records are.
+        statement(
+            "ReadTheFeatureSpec",
+            effect="Allow",
+            actions="s3:GetObject",
+            resources=f"{artifacts_bucket_arn}/{config.feature_spec_key}",
         ),
         statement(
             "ReadWriteThisPipelinesArtifacts",

@@ -36,6 +36,16 @@ METRIC = "auc"
 ECR = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 PROCESSING_IMAGE = f"{ECR}/phi-ml/processing:1.4.2"
 TRAINING_IMAGE = f"{ECR}/phi-ml/training@sha256:{'ab' * 32}"
+FEATURE_GROUPS = ("patient-vitals", "encounters")
+SPEC_KEY = "pipelines/unit-readmission-features/feature-spec.json"
+HYPERPARAMETERS = {
+    "num_round": 300,
+    "objective": "binary:logistic",
+    "eval_metric": METRIC,
+    "max_depth": 3,
+    "eta": 0.05,
+    "early_stopping_rounds": 30,
+}
 # Written out, not imported: changing the module's constant must fail a test.
 PENDING = "PendingManualApproval"
 JOB_TYPES = ("Processing", "Training")
@@ -56,6 +66,9 @@ def pipeline_config(**overrides: Any) -> PipelineConfig:
         "metric_threshold": THRESHOLD,
         "trigger_prefix": TRIGGER_PREFIX,
         "offline_store_uri": OFFLINE_URI,
+        "feature_groups": FEATURE_GROUPS,
+        "feature_spec_key": SPEC_KEY,
+        "hyperparameters": dict(HYPERPARAMETERS),
         "max_runtime_seconds": 7200,
         "vpc_cidr": VPC_CIDR,
     }
@@ -239,7 +252,7 @@ def test_every_job_is_isolated_in_the_vpc_and_encrypted_with_the_ml_key(
     definition: dict[str, Any], job_context: dict[str, Any]
 ) -> None:
     jobs = [s["Name"] for s in all_steps(definition) if s["Type"] in JOB_TYPES]
-    assert jobs == ["Preprocess", "Train", "Evaluate"]
+    assert jobs == ["Preprocess", "Train", "Evaluate", "Baseline"]
     assert job_violations(definition, **job_context) == []
 
 
@@ -327,7 +340,7 @@ def test_every_output_is_under_this_pipelines_artifacts_prefix(
 ) -> None:
     root = f"s3://{bucket_ref(synthesized, 'ml-artifacts', 'bucket')}/pipelines/{PIPELINE}"
     destinations = s3_destinations(definition)
-    assert len(destinations) == 5  # train/validation/test, model, evaluation
+    assert len(destinations) == 4  # dataset, model, evaluation, baseline
     assert {uri_root(d) for d in destinations} == {root}
     # Each run writes to its own folder: the execution id follows the root.
     assert all(
@@ -410,7 +423,12 @@ def evaluate_gate(gate: dict[str, Any], report: dict[str, Any]) -> list[str]:
 
 
 def report(value: float) -> dict[str, Any]:
-    return {"metrics": {METRIC: {"value": value}}}
+    """An evaluation report as ml.evaluate writes it (Model Monitor's model-quality schema)."""
+    return {
+        "version": 0.0,
+        "dataset": {"item_count": 400},
+        "binary_classification_metrics": {METRIC: {"value": value, "standard_deviation": "NaN"}},
+    }
 
 
 @pytest.mark.parametrize(
@@ -426,7 +444,7 @@ def test_gate_registers_exactly_when_the_metric_reaches_the_threshold(
     assert condition["RightValue"] == THRESHOLD
     assert condition["LeftValue"]["Std:JsonGet"] == {
         "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"},
-        "Path": f"metrics.{METRIC}.value",
+        "Path": f"binary_classification_metrics.{METRIC}.value",
     }
     assert evaluate_gate(gate, report(score)) == taken
     assert step_named(definition, "MetricBelowThreshold")["Type"] == "Fail"
@@ -529,15 +547,16 @@ def test_steps_run_preprocess_train_evaluate_gate_register(definition: dict[str,
     graph = dependencies(definition)
     assert graph["Train"] == {"Preprocess"}
     assert graph["Evaluate"] == {"Preprocess", "Train"}
+    assert graph["Baseline"] == {"Preprocess"}
     assert graph["MetricGate"] == {"Evaluate"}
-    assert graph["Register"] == {"MetricGate", "Train", "Evaluate"}
+    assert graph["Register"] == {"MetricGate", "Preprocess", "Train", "Evaluate", "Baseline"}
     gate = step_named(definition, "MetricGate")["Arguments"]
     assert [s["Name"] for s in gate["IfSteps"]] == ["Register"]
     assert [s["Name"] for s in gate["ElseSteps"]] == ["MetricBelowThreshold"]
     # The last wave is the gate's two exclusive branches: only one of them ever runs.
     assert execution_order(definition) == [
         {"Preprocess"},
-        {"Train"},
+        {"Train", "Baseline"},
         {"Evaluate"},
         {"MetricGate"},
         {"Register", "MetricBelowThreshold"},
@@ -572,8 +591,16 @@ def test_the_trigger_key_reaches_preprocessing_and_the_registered_model(
     trigger = {"Get": "Parameters.TriggerObjectKey"}
     preprocess = step_named(definition, "Preprocess")["Arguments"]
     assert preprocess["Environment"]["TRIGGER_OBJECT_KEY"] == trigger
-    (features,) = preprocess["ProcessingInputs"]
-    assert features["S3Input"]["S3Uri"] == {"Get": "Parameters.InputDataUri"}
+    features = {i["InputName"]: i["S3Input"] for i in preprocess["ProcessingInputs"]}
+    # One input per declared group, each under the (overridable) offline store location.
+    for group in FEATURE_GROUPS:
+        assert features[f"features-{group}"]["S3Uri"] == {
+            "Std:Join": {"On": "", "Values": [{"Get": "Parameters.InputDataUri"}, group]}
+        }
+        assert (
+            features[f"features-{group}"]["LocalPath"]
+            == f"/opt/ml/processing/input/features/{group}"
+        )
     metadata = step_named(definition, "Register")["Arguments"]["CustomerMetadataProperties"]
     assert metadata["TriggerObjectKey"] == trigger
     assert metadata["InputDataUri"] == {"Get": "Parameters.InputDataUri"}

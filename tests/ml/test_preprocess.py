@@ -236,6 +236,12 @@ def test_the_manifest_digests_every_input_and_split(synthetic_dataset: tuple[Pat
     for split in manifest.splits.values():
         assert split.sha256 == sha256_of(root / "dataset" / split.file)
     assert manifest.as_of == "2026-07-01T00:00:00Z"
+    # The digest the pipeline reads as a property file is the manifest's.
+    digest = (root / "dataset" / "dataset-digest.json").read_text(encoding="utf-8")
+    assert (
+        digest.strip()
+        == f'{{"manifest_sha256": "{sha256_of(root / "dataset" / "manifest.json")}"}}'
+    )
     assert manifest.excluded["censored"] > 0
     text = (root / "dataset" / "manifest.json").read_text(encoding="utf-8")
     # Counts and digests only: no patient identifier.
