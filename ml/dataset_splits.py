@@ -43,10 +43,7 @@ def parse_csv(path: Path, data: bytes, columns: int) -> NDArray[np.float64]:
     for number, line in enumerate(lines, start=1):
         row = line.split(",")
         if len(row) != columns:
-            raise SplitError(
-                f"{path}: line {number} has {len(row)} fields, expected {columns} "
-                "(the label and one per manifest feature)"
-            )
+            raise SplitError(f"{path}: line {number} has {len(row)} fields, expected {columns}")
         fields.append(row)
     text = np.char.strip(np.array(fields, dtype=np.str_))
     empty = text == ""
@@ -101,6 +98,7 @@ def read_split(dataset: Path, name: str) -> SplitData:
             f"{path}: sha256 {digest} is not the manifest's {split.sha256} "
             "(the data changed since preprocess)"
         )
+    # The label and one column per manifest feature.
     table = parse_csv(path, data, 1 + len(manifest.features))
     labels = table[:, 0]
     wrong = np.flatnonzero(~np.isin(labels, (0.0, 1.0)))

@@ -11,7 +11,7 @@ preprocess step's manifest.json and test.csv, and evaluation.json is written to 
 The report has the schema of Model Monitor's model-quality statistics for binary classification
 (https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html), so
 the model registry shows it as the version's model quality and the pipeline's condition step
-reads a gate metric from it through a property file (GATE_METRIC_PATHS).
+reads a gate metric from it through a property file (ml.model_quality.GATE_METRIC_PATHS).
 
 Refusals (exit 2, one line on stderr, nothing written): a model file that is missing, unsafe or
 not a binary:logistic Booster; a test split whose sha256 is not the manifest's (the data changed
@@ -27,10 +27,9 @@ import json
 import math
 import os
 import sys
-import tarfile
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -41,18 +40,15 @@ from sklearn.metrics import (  # type: ignore[import-untyped]
     roc_auc_score,
     roc_curve,
 )
-from xgboost.core import XGBoostError
 
 from ml.dataset_splits import SplitError, read_split
-from ml.model_quality import REQUIRED_OBJECTIVE
 from ml.sagemaker_paths import (
     DATASET_MANIFEST,
     EVALUATION_REPORT,
-    MODEL_ARCHIVE,
     PROCESSING_INPUT,
     PROCESSING_OUTPUT,
-    XGBOOST_MODEL_FILE,
 )
+from ml.xgboost_model import ModelError, load_booster
 
 EXIT_BAD_INPUT: Final = 2
 DEFAULT_MODEL: Final = PROCESSING_INPUT / "model"
@@ -82,97 +78,6 @@ class EvaluationError(ValueError):
 
 Floats = NDArray[np.float64]
 Labels = NDArray[np.int64]
-
-
-# --- the model ------------------------------------------------------------------------------
-
-
-def _archive_booster_bytes(archive: Path) -> bytearray:
-    """The bytes of `xgboost-model` in a SageMaker model archive, read without extracting.
-
-    Every member is checked, not only the one read: an archive with an absolute or '..' path,
-    a link or a device is not what a training job uploads, so the whole artifact is distrusted.
-    Reading the member into memory (no extraction) means nothing is written outside the output.
-    """
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            found: list[tarfile.TarInfo] = []
-            for member in tar.getmembers():
-                path = PurePosixPath(member.name)
-                if path.is_absolute() or ".." in path.parts:
-                    raise EvaluationError(f"{archive}: member '{member.name}' leaves the archive")
-                if member.isdir():
-                    continue
-                if not member.isfile():
-                    raise EvaluationError(
-                        f"{archive}: member '{member.name}' is not a regular file (link or device)"
-                    )
-                if tuple(part for part in path.parts if part != ".") == (XGBOOST_MODEL_FILE,):
-                    found.append(member)
-            if not found:
-                raise EvaluationError(f"{archive}: has no '{XGBOOST_MODEL_FILE}'")
-            if len(found) > 1:
-                # tar keeps duplicates and extraction keeps the last: which one is meant is unclear
-                raise EvaluationError(f"{archive}: holds '{XGBOOST_MODEL_FILE}' more than once")
-            handle = tar.extractfile(found[0])
-            if handle is None:  # pragma: no cover - isfile() members always have data
-                raise EvaluationError(f"{archive}: '{XGBOOST_MODEL_FILE}' cannot be read")
-            with handle:
-                return bytearray(handle.read())
-    except (tarfile.TarError, EOFError, OSError) as problem:
-        raise EvaluationError(f"{archive}: not a readable .tar.gz ({problem})") from None
-
-
-def _model_bytes(model: Path) -> tuple[bytearray, Path]:
-    """The Booster's bytes and the file they came from: a model.tar.gz (the training job's
-    artifact) or a plain `xgboost-model` (an in-process run), given as a file or a folder."""
-    if model.is_dir():
-        if (model / MODEL_ARCHIVE).is_file():
-            model = model / MODEL_ARCHIVE
-        elif (model / XGBOOST_MODEL_FILE).is_file():
-            model = model / XGBOOST_MODEL_FILE
-        else:
-            raise EvaluationError(
-                f"{model}: holds neither {MODEL_ARCHIVE} nor {XGBOOST_MODEL_FILE}"
-            )
-    if not model.is_file():
-        raise EvaluationError(f"{model}: no such model file")
-    if model.name.endswith((".tar.gz", ".tgz")):
-        return _archive_booster_bytes(model), model
-    try:
-        return bytearray(model.read_bytes()), model
-    except OSError as problem:
-        raise EvaluationError(f"{model}: cannot be read ({problem.strerror})") from None
-
-
-def _first_line(problem: Exception) -> str:
-    # XGBoost errors carry a native stack trace after the first line; the report needs one line.
-    lines = str(problem).strip().splitlines()
-    return lines[0] if lines else type(problem).__name__
-
-
-def load_booster(model: Path) -> tuple[xgb.Booster, Path]:
-    """Load the Booster as the 3.0-5 serving container does (Booster().load_model) and insist
-    on binary:logistic, whose predictions are the probabilities that AUC and the threshold need.
-    """
-    raw, source = _model_bytes(model)
-    booster = xgb.Booster()
-    try:
-        booster.load_model(raw)
-    except XGBoostError as problem:
-        raise EvaluationError(
-            f"{source}: not a model saved by Booster.save_model ({_first_line(problem)})"
-        ) from None
-    try:
-        objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
-    except (XGBoostError, ValueError, KeyError, TypeError):
-        raise EvaluationError(f"{source}: the model's configuration names no objective") from None
-    if objective != REQUIRED_OBJECTIVE:
-        raise EvaluationError(
-            f"{source}: objective is {objective}, not {REQUIRED_OBJECTIVE}"
-            " (its predictions are not probabilities)"
-        )
-    return booster, source
 
 
 # --- the test split -------------------------------------------------------------------------
@@ -398,7 +303,10 @@ def evaluate(model: Path, dataset: Path, output: Path, *, threshold: float = 0.5
     """
     if not 0.0 <= threshold <= 1.0:
         raise EvaluationError(f"threshold {threshold} is not a probability in [0, 1]")
-    booster, _ = load_booster(model)
+    try:
+        booster, _ = load_booster(model)
+    except ModelError as problem:
+        raise EvaluationError(str(problem)) from None
     _, labels, features = _test_split(dataset, booster.num_features())
     # All trees, unnamed features, as the 3.0-5 serving container predicts
     # (serve_utils.predict: no best_ntree_limit on a 3.x Booster, validate_features=False),

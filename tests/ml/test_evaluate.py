@@ -18,7 +18,8 @@ from sklearn.metrics import roc_auc_score  # type: ignore[import-untyped]
 
 from ml import evaluate as evaluate_module
 from ml.dataset_manifest import DatasetManifest, ManifestFeature, Split, sha256_of
-from ml.evaluate import GATE_METRIC_PATHS, EvaluationError, evaluate, main
+from ml.evaluate import EvaluationError, evaluate, main
+from ml.model_quality import GATE_METRIC_PATHS
 from ml.sagemaker_paths import (
     DATASET_MANIFEST,
     EVALUATION_REPORT,
