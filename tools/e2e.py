@@ -350,6 +350,11 @@ def _destroy_unprotected(
     return StackResult(stack.name, Outcome.DESTROYED, resources=0, note=emptied)
 
 
+# DeleteObjects takes at most 1,000 keys a call.
+DELETE_BATCH = 1000
+EMPTYING_ROUNDS = 5
+
+
 def empty_buckets(endpoint_url: str, identity: Identity, buckets: Iterable[str]) -> int:
     """Delete every object version and delete marker in `buckets`; return how many.
 
@@ -365,15 +370,24 @@ def empty_buckets(endpoint_url: str, identity: Identity, buckets: Iterable[str])
     for bucket in buckets:
         s3.put_bucket_logging(Bucket=bucket, BucketLoggingStatus={})
     removed = 0
-    for bucket in buckets:
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+    # Listed whole before deleting (deleting while paging moves the markers and skips
+    # versions), in rounds until a listing is empty: the feature flow leaves thousands of
+    # offline-store objects, and an access-log delivery can land after its bucket's round.
+    for _ in range(EMPTYING_ROUNDS):
+        left = 0
+        for bucket in buckets:
             versions = [
                 {"Key": item["Key"], "VersionId": item["VersionId"]}
+                for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
                 for item in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
             ]
-            if versions:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": versions, "Quiet": True})
-                removed += len(versions)
+            for start in range(0, len(versions), DELETE_BATCH):
+                batch = versions[start : start + DELETE_BATCH]
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            removed += len(versions)
+            left += len(versions)
+        if not left:
+            break
     return removed
 
 
