@@ -23,7 +23,6 @@ from ml.sagemaker_paths import (
     DATASET_DIGEST,
     EVALUATION_REPORT,
 )
-from tests.ml.test_model_steps_image import STEP_PROGRAMS as SHIPPED_PROGRAMS
 from tests.synth import synth_stack
 from tests.test_pipelines import (
     METRIC,
@@ -98,7 +97,8 @@ def test_every_processing_step_runs_a_shipped_program(definition: dict[str, Any]
     assert [s["Name"] for s in steps] == ["Preprocess", "Evaluate", "Baseline"]
     for step in steps:
         module, _ = parsed(step)
-        assert module.__name__ in SHIPPED_PROGRAMS, step["Name"]
+        # The image copies ml/ (tests/ml/test_model_steps_image.py holds its imports).
+        assert module.__name__.startswith("ml."), step["Name"]
         assert callable(module.main)
 
 

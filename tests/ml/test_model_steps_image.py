@@ -19,10 +19,12 @@ from ml.framework_versions import (
     XGBOOST_IMAGE_TAG,
     XGBOOST_REPOSITORY,
 )
+from modules.pipelines import STEP_PROGRAMS as PIPELINE_STEP_PROGRAMS
 from tests import dockerfiles
 
 DOCKERFILE = dockerfiles.REPO / "ml" / "Dockerfile.model-steps"
-STEP_PROGRAMS = ("ml.preprocess", "ml.evaluate", "ml.monitor_baseline")
+# What the training pipeline's processing steps run in this image: one list, the pipeline's.
+STEP_PROGRAMS = tuple(sorted(set(PIPELINE_STEP_PROGRAMS.values())))
 # Import names of the framework image's packages (distribution name -> module name).
 IMPORT_NAMES = {"scikit-learn": "sklearn"}
 SHIPPED = frozenset(IMPORT_NAMES.get(name, name) for name in FRAMEWORK_PACKAGES)
