@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from ml import sagemaker_paths
 from ml.feature_records import build_groups
 from ml.feature_spec import FeatureSpec, SpecError, read_spec
 from ml.fhir_export import ExportReader, InputError, export_files
@@ -38,7 +39,6 @@ from ml.online_store import FeatureStoreRuntime, put_records, write_online_file
 from ml.partition import partition_export
 
 EXIT_BAD_INPUT: Final = 2
-RESOURCE_CONFIG: Final = Path("/opt/ml/config/resourceconfig.json")
 LOCAL_SHARD: Final = "local"
 REPORT_SUFFIX: Final = ".json"
 
@@ -52,10 +52,11 @@ class BuildResult:
     report: dict[str, Any]
 
 
-def current_shard(resource_config: Path = RESOURCE_CONFIG) -> str:
+def current_shard(resource_config: Path | None = None) -> str:
     """This instance's host name in a processing cluster (algo-1, algo-2, ...)."""
     try:
-        config = json.loads(resource_config.read_text(encoding="utf-8"))
+        path = resource_config or sagemaker_paths.resource_config()
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return LOCAL_SHARD
     host = config.get("current_host") if isinstance(config, dict) else None

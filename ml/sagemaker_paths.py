@@ -13,8 +13,15 @@ in the container and in-process under a scratch root (tests, `make ml-demo`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Final
+
+# Unset in SageMaker. An in-process run (`tools.pipeline_interpreter`) sets it to the scratch
+# folder standing in for one instance's "/", for the one file a program finds by a fixed path
+# rather than by an argument: the processing cluster's resourceconfig.json.
+CONTAINER_ROOT_VARIABLE: Final = "PHI_ML_CONTAINER_ROOT"
+RESOURCE_CONFIG: Final = Path("/opt/ml/config/resourceconfig.json")
 
 PROCESSING: Final = Path("/opt/ml/processing")
 PROCESSING_INPUT: Final = PROCESSING / "input"
@@ -39,3 +46,9 @@ SPLIT_FILES: Final = {"train": "train.csv", "validation": "validation.csv", "tes
 EVALUATION_REPORT: Final = "evaluation.json"
 BASELINE_STATISTICS: Final = "statistics.json"
 BASELINE_CONSTRAINTS: Final = "constraints.json"
+
+
+def resource_config() -> Path:
+    """This instance's resourceconfig.json (under the in-process container root if one is set)."""
+    root = os.environ.get(CONTAINER_ROOT_VARIABLE)
+    return Path(root) / RESOURCE_CONFIG.relative_to("/") if root else RESOURCE_CONFIG
