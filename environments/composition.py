@@ -19,6 +19,7 @@ from environments.schema import OrganizationEnvironment, WorkloadEnvironment
 from environments.target import Target
 from modules import aws
 from modules.audit import Audit, AuditConfig, ConfigAggregator, ConfigAggregatorConfig
+from modules.deployment import Deployment
 from modules.detection import AlertsTopic, Detection
 from modules.feature_build import FeatureBuild
 from modules.features import Features
@@ -265,8 +266,8 @@ class NetworkStack(PlatformStack):
 
 
 class MlStack(PlatformStack):
-    """From data to a governed model in production: feature build, pipeline, registry,
-    endpoint, monitor."""
+    """From data to a governed model in production: feature build, pipeline, registry, the
+    deployer that serves approved versions, monitor."""
 
     def __init__(
         self,
@@ -333,6 +334,20 @@ class MlStack(PlatformStack):
             vpc_id=vpc_id,
             subnet_ids=subnet_ids,
             log_retention_days=context.environment.logs.audit_retention_days,
+        )
+        self.deployment = Deployment(
+            self,
+            "deployment",
+            config=configs.deployment,
+            inference=self.inference,
+            monitoring=self.monitoring,
+            approval_rule_name=self.registry.approval_rule_name,
+            approval_rule_arn=self.registry.approval_rule_arn,
+            ml_key=keys.ml_artifacts,
+            logs_key=keys.logs,
+            artifacts_bucket_name=storage.ml_artifacts.bucket_name,
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
         )
         TerraformOutput(self, "pipeline-arn", value=self.pipelines.pipeline_arn)
         TerraformOutput(self, "features-pipeline-arn", value=self.feature_build.pipeline_arn)

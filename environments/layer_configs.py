@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from environments.schema import Jurisdiction, WorkloadEnvironment
 from ml.feature_spec import basis_problem, group_problem
 from modules.config import LayerConfig
+from modules.deployment import DeploymentConfig
 from modules.detection import DetectionConfig
 from modules.feature_build import FeatureBuildConfig, feature_spec_key, features_pipeline_name
 from modules.features import FeaturesConfig
@@ -63,6 +64,7 @@ class LayerConfigs:
     registry: RegistryConfig
     inference: InferenceConfig
     monitoring: MonitoringConfig
+    deployment: DeploymentConfig
     detection: DetectionConfig
     keys: KeysConfig
     # The environment's keys in the FHIR datastore's region, when that is not the environment's
@@ -285,7 +287,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         "ml.inference",
         {
             **{name: f"ml.inference.{name}" for name in type(ml.inference).model_fields},
-            "model_data_url": "ml.inference.model_data_key",
+            "inference_image": "ml.pipeline.inference_image",
             **{
                 f"enclave_{name}": f"ml.inference.enclave.{name}"
                 for name in type(enclave).model_fields
@@ -293,8 +295,10 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         },
         **common,
         model_name=model_name,
-        inference_image=ml.inference.inference_image,
-        model_data_url=f"s3://{storage.bucket_name('ml-artifacts')}/{ml.inference.model_data_key}",
+        # What the pipeline registers is what the deployer serves: one image, one definition.
+        inference_image=pipeline.serving_image,
+        model_archive_prefix=pipeline.artifacts_prefix,
+        retained_versions=ml.inference.retained_versions,
         endpoint_instance_type=ml.inference.endpoint_instance_type,
         endpoint_instance_count=ml.inference.endpoint_instance_count,
         data_capture_sampling_percent=ml.inference.data_capture_sampling_percent,
@@ -316,10 +320,19 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         monitor_image=ml.monitoring.monitor_image,
         instance_type=ml.monitoring.instance_type,
         schedule_expression=ml.monitoring.schedule_expression,
-        baseline_prefix=f"monitoring/{model_name}/baseline/",
+        pipeline_runs_prefix=pipeline.artifacts_prefix,
         reports_prefix=f"monitoring/{model_name}/reports/",
         capture_prefix=capture_prefix,
         max_runtime_seconds=ml.monitoring.max_runtime_seconds,
+        vpc_cidr=env.network.vpc_cidr,
+    )
+    deployment = _build(
+        DeploymentConfig,
+        "ml.pipeline",
+        {"model_package_group": "ml.pipeline.model_package_group"},
+        **common,
+        model_package_group=pipeline.model_package_group_name,
+        log_retention_days=env.logs.audit_retention_days,
         vpc_cidr=env.network.vpc_cidr,
     )
 
@@ -351,6 +364,8 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
             inference.model_role_name,
             monitoring.monitor_role_name,
             monitoring.rollback_name,
+            # Creates the endpoint configurations and job definitions encrypted with the key.
+            inference.deployer_name,
             # Launches the enclave hosts, whose volumes are encrypted with the ML key...
             AUTOSCALING_SERVICE_LINKED_ROLE,
             # ...which GuardDuty's malware protection must read to scan them.
@@ -402,6 +417,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         registry=registry,
         inference=inference,
         monitoring=monitoring,
+        deployment=deployment,
         detection=detection,
         keys=keys,
         fhir_region_keys=fhir_region_keys,

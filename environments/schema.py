@@ -329,12 +329,15 @@ class EnclaveSettings(_Model):
 
 
 class InferenceSettings(_Model):
+    """What serves an approved version; the version itself (model archive, image) comes from
+    the registry, deployed by the deployer, never from this file."""
+
     model_name: str
-    inference_image: str
-    model_data_key: str = Field(description="key of model.tar.gz in the ml-artifacts bucket")
     endpoint_instance_type: str
     endpoint_instance_count: int
     data_capture_sampling_percent: int
+    # Approved versions kept deployable for rollback (the deployer deletes older ones).
+    retained_versions: int = 3
     enclave: EnclaveSettings
 
 

@@ -30,13 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from ml import sagemaker_paths
 from ml.feature_records import build_groups
 from ml.feature_spec import FeatureSpec, SpecError, read_spec
 from ml.fhir_export import ExportReader, InputError, export_files
 from ml.offline_store import offline_store_uri_of, relative_data_path, write_group
 from ml.online_store import FeatureStoreRuntime, put_records, write_online_file
 from ml.partition import partition_export
+from ml.sagemaker_paths import resource_config
 
 EXIT_BAD_INPUT: Final = 2
 LOCAL_SHARD: Final = "local"
@@ -52,10 +52,10 @@ class BuildResult:
     report: dict[str, Any]
 
 
-def current_shard(resource_config: Path | None = None) -> str:
+def current_shard(resource_config_path: Path | None = None) -> str:
     """This instance's host name in a processing cluster (algo-1, algo-2, ...)."""
     try:
-        path = resource_config or sagemaker_paths.resource_config()
+        path = resource_config_path or resource_config()
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return LOCAL_SHARD

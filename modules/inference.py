@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
 import re
 from typing import Annotated
 
@@ -28,8 +26,6 @@ AL2023_ARM64_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-ke
 SSM_MANAGED_INSTANCE_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023's root device name
 ROOT_VOLUME_GIB = 30
-JSON_CONTENT_TYPES = ["application/json", "application/jsonlines"]
-CSV_CONTENT_TYPES = ["text/csv"]
 
 # --- the Graviton Nitro Enclave host rule ----------------------------------------------------
 #
@@ -165,12 +161,11 @@ def https_only_security_group(
 
 # --- configuration ---------------------------------------------------------------------------
 
-_S3_MODEL = re.compile(
-    r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>[^\s]+\.tar\.gz)$"
-)
 NAME_PART = r"^[a-z0-9](?:-?[a-z0-9])*$"
-# "phi-ml-" + environment + "-" + model name + "-" + 10-hex version must fit SageMaker's 63.
+# "phi-ml-" + environment + "-" + model name + "-dq-v" + a 6-digit registry version (the
+# deployer's longest name, its data-quality job definition) must fit SageMaker's 63.
 MAX_ENVIRONMENT_AND_MODEL_NAME = 44
+MODEL_ARCHIVE = "model.tar.gz"  # what SageMaker uploads a training job's /opt/ml/model as
 
 
 class InferenceConfig(LayerConfig):
@@ -178,11 +173,18 @@ class InferenceConfig(LayerConfig):
     account_id: str = Field(pattern=r"^[0-9]{12}$")
     region: str
     model_name: str = Field(pattern=NAME_PART)
+    # The image the pipeline registers: the model role may pull only its repository, and the
+    # deployer serves no package whose image is elsewhere.
     inference_image: EcrImage
-    model_data_url: str
+    # Key prefix in the artifacts bucket under which the training pipeline writes its runs
+    # (model archives, baselines): the model role reads model archives only there.
+    model_archive_prefix: str = Field(pattern=r"^(?:[A-Za-z0-9!_.*'()-]+/)+$")
     endpoint_instance_type: str = Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
     endpoint_instance_count: int = Field(ge=1)
     data_capture_sampling_percent: int = Field(ge=1, le=100)
+    # Approved versions kept deployable (model and endpoint configuration), so a rollback has
+    # something to return to; the deployer deletes older ones.
+    retained_versions: int = Field(default=3, ge=2, le=10)
     capture_prefix: str = Field(pattern=r"^(?:[A-Za-z0-9!_.*'()-]+/)+$")
     enclave_instance_type: GravitonEnclaveInstanceType
     enclave_min_size: int = Field(ge=0)
@@ -194,13 +196,6 @@ class InferenceConfig(LayerConfig):
     )
     vpc_cidr: str
     production: bool
-
-    @field_validator("model_data_url")
-    @classmethod
-    def _model_archive_in_s3(cls, value: str) -> str:
-        if not _S3_MODEL.match(value):
-            raise ValueError(f"{value!r} is not an s3://<bucket>/<key>.tar.gz model archive")
-        return value
 
     @field_validator("vpc_cidr")
     @classmethod
@@ -236,30 +231,13 @@ class InferenceConfig(LayerConfig):
         return f"{self.name}-model"
 
     @property
-    def model_bucket(self) -> str:
-        match = _S3_MODEL.match(self.model_data_url)
-        assert match is not None  # validated above
-        return match["bucket"]
+    def endpoint_arn(self) -> str:
+        return f"arn:aws:sagemaker:{self.region}:{self.account_id}:endpoint/{self.name}"
 
     @property
-    def model_key(self) -> str:
-        match = _S3_MODEL.match(self.model_data_url)
-        assert match is not None
-        return match["key"]
-
-    @property
-    def deployment_version(self) -> str:
-        """Short digest of what is deployed: a new model or endpoint configuration name (and so
-        a new, separately retained SageMaker resource) for every change of it."""
-        deployed = {
-            "image": self.inference_image,
-            "model": self.model_data_url,
-            "instance_type": self.endpoint_instance_type,
-            "instance_count": self.endpoint_instance_count,
-            "sampling": self.data_capture_sampling_percent,
-            "capture_prefix": self.capture_prefix,
-        }
-        return hashlib.sha256(json.dumps(deployed, sort_keys=True).encode()).hexdigest()[:10]
+    def deployer_name(self) -> str:
+        """The deployer function's name, shared by its role and dead-letter queue."""
+        return f"{self.name}-deployer"
 
 
 # --- the layer -------------------------------------------------------------------------------
@@ -268,9 +246,12 @@ class InferenceConfig(LayerConfig):
 class Inference(Construct):
     """Inference that keeps PHI inside the VPC and encrypted with the ML key.
 
-    The SageMaker model runs network-isolated in the private subnets; its execution role reads
-    only the model archive and pulls only its own image. The endpoint configuration encrypts
-    the instance storage and the captured requests/responses with the ML key. Sensitive pre- and
+    What the SageMaker models run as: an execution role that reads only the model archives the
+    training pipeline wrote, writes only this endpoint's captures, pulls only the registered
+    image's repository, and a security group allowing HTTPS to the VPC's endpoints and S3
+    only. The models, endpoint configurations and the endpoint itself are created by the
+    deployer when a person approves a version (modules/deployment.py), network-isolated in the
+    private subnets, storage and captures encrypted with the ML key. Sensitive pre- and
     post-processing runs on Graviton hosts whose launch template enables Nitro Enclaves,
     requires IMDSv2 with a hop limit of 1, encrypts EBS with the ML key and gives no public IP;
     operators reach them only through Systems Manager.
@@ -290,13 +271,7 @@ class Inference(Construct):
     ) -> None:
         super().__init__(scope, id_)
         self.config = config
-        if not Token.is_unresolved(model_bucket_arn) and model_bucket_arn != (
-            f"arn:aws:s3:::{config.model_bucket}"
-        ):
-            raise ValueError(
-                f"model_data_url {config.model_data_url} is not in bucket {model_bucket_arn}"
-            )
-        self._endpoint(
+        self._model_identity(
             config,
             ml_key=ml_key,
             capture_bucket=capture_bucket,
@@ -306,7 +281,7 @@ class Inference(Construct):
         )
         self._enclave_hosts(config, ml_key=ml_key, vpc_id=vpc_id, subnet_ids=subnet_ids)
 
-    def _endpoint(
+    def _model_identity(
         self,
         config: InferenceConfig,
         *,
@@ -342,10 +317,10 @@ class Inference(Construct):
             role=role.id,
             policy=policy_document(
                 statement(
-                    "ReadOnlyTheModelArchive",
+                    "ReadOnlyModelArchivesThePipelineWrote",
                     effect="Allow",
                     actions="s3:GetObject",
-                    resources=f"{model_bucket_arn}/{config.model_key}",
+                    resources=f"{model_bucket_arn}/{config.model_archive_prefix}*/{MODEL_ARCHIVE}",
                 ),
                 statement(
                     # Data capture is written with the model's execution role.
@@ -377,70 +352,15 @@ class Inference(Construct):
                 *sagemaker_vpc_interface_statements(config.region, config.account_id, vpc_id),
             ),
         )
-        # Every change of what is deployed is a new model and configuration name; created
-        # before the old ones are destroyed, so the endpoint never points at a missing one.
-        replace_first = TerraformResourceLifecycle(create_before_destroy=True)
-        version_name = f"{name}-{config.deployment_version}"
-        model = aws.SagemakerModel(
-            self,
-            "model",
-            name=version_name,
-            execution_role_arn=role.arn,
-            enable_network_isolation=True,
-            primary_container=aws.SagemakerModelPrimaryContainer(
-                image=config.inference_image,
-                model_data_url=config.model_data_url,
-                mode="SingleModel",
-            ),
-            vpc_config=aws.SagemakerModelVpcConfig(
-                subnets=subnet_ids, security_group_ids=[self.model_security_group.id]
-            ),
-            lifecycle=replace_first,
-        )
-        endpoint_config = aws.SagemakerEndpointConfiguration(
-            self,
-            "endpoint-config",
-            name=version_name,
-            kms_key_arn=ml_key.key_arn,
-            production_variants=[
-                aws.SagemakerEndpointConfigurationProductionVariants(
-                    variant_name="primary",
-                    model_name=model.name,
-                    instance_type=config.endpoint_instance_type,
-                    initial_instance_count=config.endpoint_instance_count,
-                    initial_variant_weight=1,
-                )
-            ],
-            data_capture_config=aws.SagemakerEndpointConfigurationDataCaptureConfig(
-                enable_capture=True,
-                initial_sampling_percentage=config.data_capture_sampling_percent,
-                destination_s3_uri=f"s3://{capture_bucket.bucket_name}/{config.capture_prefix}",
-                kms_key_id=ml_key.key_arn,
-                capture_options=[
-                    aws.SagemakerEndpointConfigurationDataCaptureConfigCaptureOptions(
-                        capture_mode="Input"
-                    ),
-                    aws.SagemakerEndpointConfigurationDataCaptureConfigCaptureOptions(
-                        capture_mode="Output"
-                    ),
-                ],
-                capture_content_type_header=(
-                    aws.SagemakerEndpointConfigurationDataCaptureConfigCaptureContentTypeHeader(
-                        json_content_types=JSON_CONTENT_TYPES,
-                        csv_content_types=CSV_CONTENT_TYPES,
-                    )
-                ),
-            ),
-            lifecycle=replace_first,
-        )
-        # Not prevent_destroy: the endpoint holds no data (captures are in S3), and a refused
-        # destroy would block the replacements that model updates need.
-        endpoint = aws.SagemakerEndpoint(
-            self, "endpoint", name=name, endpoint_config_name=endpoint_config.name
-        )
-        self.endpoint_name: str = endpoint.name
-        self.endpoint_arn: str = endpoint.arn
-        self.endpoint_config_name: str = endpoint_config.name
+        self.model_execution_role_name: str = role.name
+        self.model_subnet_ids: list[str] = subnet_ids
+        # What serves is the deployer's to create (modules/deployment.py): a model, endpoint
+        # configuration and endpoint per approved registry version. Terraform creates none of
+        # them, so the first apply needs no model, and the versions rollback returns to are
+        # never destroyed by Terraform's replace cycle.
+        self.endpoint_name: str = config.name
+        self.endpoint_arn: str = config.endpoint_arn
+        self.capture_s3_uri: str = f"s3://{capture_bucket.bucket_name}/{config.capture_prefix}"
 
     def _enclave_hosts(
         self,

@@ -74,7 +74,9 @@ class MonitoringConfig(LayerConfig):
     monitor_image: EcrImage
     instance_type: str = Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
     schedule_expression: str
-    baseline_prefix: str = Field(pattern=r"^(?:[A-Za-z0-9!_.*'()-]+/)+$")
+    # Key prefix of the training pipeline's runs in the artifacts bucket: the baselines a
+    # deployed version names are its Baseline step's outputs, <prefix><run>/baseline/...
+    pipeline_runs_prefix: str = Field(pattern=r"^(?:[A-Za-z0-9!_.*'()-]+/)+$")
     reports_prefix: str = Field(pattern=r"^(?:[A-Za-z0-9!_.*'()-]+/)+$")
     # Where the inference layer captures requests (its capture_prefix): the job reads only
     # this endpoint's captures under it.
@@ -120,8 +122,20 @@ class MonitoringConfig(LayerConfig):
         return f"{self.name}-rollback"
 
     @property
+    def baseline_objects(self) -> str:
+        """Every run's Baseline step outputs, and nothing else of the runs (datasets, models)."""
+        return f"{self.pipeline_runs_prefix}*/baseline/*"
+
+    @property
     def schedule_name(self) -> str:
         return f"{self.name}-data-quality"
+
+    @property
+    def schedule_arn(self) -> str:
+        return (
+            f"arn:aws:sagemaker:{self.region}:{self.account_id}:monitoring-schedule/"
+            f"{self.schedule_name}"
+        )
 
 
 def violation_event_pattern(schedule_arn: str) -> dict[str, Any]:
@@ -152,13 +166,47 @@ def violation_event_pattern(schedule_arn: str) -> dict[str, Any]:
     }
 
 
+def failed_run_event_pattern(schedule_arn: str) -> dict[str, Any]:
+    """This schedule's monitoring runs that failed or were stopped: a run that cannot judge
+    the traffic (no captures, no baseline, a broken image) must reach a person, or drift
+    would go unseen while every dashboard stays green."""
+    return {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Processing Job State Change"],
+        "detail": {
+            "ProcessingJobStatus": ["Failed", "Stopped"],
+            "MonitoringScheduleArn": [schedule_arn],
+        },
+    }
+
+
+# What a person reads (e-mail, chat) when a run fails or rolls the endpoint back.
+ALERT_MESSAGE_PATHS = {
+    "job": "$.detail.ProcessingJobName",
+    "status": "$.detail.ProcessingJobStatus",
+    "reason": "$.detail.ExitMessage",
+    "time": "$.time",
+    "account": "$.account",
+}
+FAILED_RUN_TEMPLATE = (
+    '"Model Monitor run <job> <status> at <time> in account <account>: <reason>. '
+    'The endpoint was not judged against its baseline."'
+)
+VIOLATION_TEMPLATE = (
+    '"Model Monitor run <job> found drift at <time> in account <account>: <reason>. '
+    'The rollback function returns the endpoint to its previous approved version."'
+)
+
+
 class Monitoring(Construct):
     """Drift is detected and acted on without a human in the loop, and without PHI leaving the
     VPC: an hourly-or-slower Model Monitor data-quality job compares the endpoint's captured
     traffic with the baseline, network-isolated in the private subnets, its volume and reports
     encrypted with the ML key. A run that finds violations triggers, through EventBridge (with
     retries and an encrypted dead-letter queue), a single-concurrency function that returns the
-    endpoint to its previous configuration and records it on the endpoint."""
+    endpoint to its previous configuration and records it on the endpoint. Runs that fail or
+    stop, and every violation, are published to an encrypted topic for a person: monitoring
+    never fails silently."""
 
     def __init__(
         self,
@@ -224,6 +272,7 @@ class Monitoring(Construct):
             assume_role_policy=assume_role_policy("sagemaker.amazonaws.com", config.account_id),
         )
         self.monitor_role_arn: str = role.arn
+        self.reports_s3_uri: str = f"s3://{bucket.bucket_name}/{config.reports_prefix}"
         captures = f"{config.capture_prefix}{endpoint_name}/"
         aws.IamRolePolicy(
             self,
@@ -236,7 +285,7 @@ class Monitoring(Construct):
                     effect="Allow",
                     actions="s3:GetObject",
                     resources=[
-                        f"{bucket.bucket_arn}/{config.baseline_prefix}*",
+                        f"{bucket.bucket_arn}/{config.baseline_objects}",
                         f"{bucket.bucket_arn}/{captures}*",
                     ],
                 ),
@@ -246,7 +295,7 @@ class Monitoring(Construct):
                     actions="s3:ListBucket",
                     resources=bucket.bucket_arn,
                     condition={
-                        "StringLike": {"s3:prefix": [f"{config.baseline_prefix}*", f"{captures}*"]}
+                        "StringLike": {"s3:prefix": [config.baseline_objects, f"{captures}*"]}
                     },
                 ),
                 statement(
@@ -287,86 +336,13 @@ class Monitoring(Construct):
                 *sagemaker_vpc_interface_statements(config.region, config.account_id, vpc_id),
             ),
         )
-        job = aws.SagemakerDataQualityJobDefinition(
-            self,
-            "data-quality-job",
-            name=f"{name}-data-quality",
-            role_arn=role.arn,
-            data_quality_app_specification=(
-                aws.SagemakerDataQualityJobDefinitionDataQualityAppSpecification(
-                    image_uri=config.monitor_image
-                )
-            ),
-            data_quality_baseline_config=(
-                aws.SagemakerDataQualityJobDefinitionDataQualityBaselineConfig(
-                    constraints_resource=(
-                        aws.SagemakerDataQualityJobDefinitionDataQualityBaselineConfigConstraintsResource(
-                            s3_uri=f"s3://{bucket.bucket_name}/{config.baseline_prefix}constraints.json"
-                        )
-                    ),
-                    statistics_resource=(
-                        aws.SagemakerDataQualityJobDefinitionDataQualityBaselineConfigStatisticsResource(
-                            s3_uri=f"s3://{bucket.bucket_name}/{config.baseline_prefix}statistics.json"
-                        )
-                    ),
-                )
-            ),
-            data_quality_job_input=aws.SagemakerDataQualityJobDefinitionDataQualityJobInput(
-                endpoint_input=aws.SagemakerDataQualityJobDefinitionDataQualityJobInputEndpointInput(
-                    endpoint_name=endpoint_name,
-                    local_path="/opt/ml/processing/input/endpoint",
-                    s3_input_mode="File",
-                    s3_data_distribution_type="FullyReplicated",
-                )
-            ),
-            data_quality_job_output_config=(
-                aws.SagemakerDataQualityJobDefinitionDataQualityJobOutputConfig(
-                    kms_key_id=ml_key.key_arn,
-                    monitoring_outputs=(
-                        aws.SagemakerDataQualityJobDefinitionDataQualityJobOutputConfigMonitoringOutputs(
-                            s3_output=aws.SagemakerDataQualityJobDefinitionDataQualityJobOutputConfigMonitoringOutputsS3Output(
-                                s3_uri=f"s3://{bucket.bucket_name}/{config.reports_prefix}",
-                                local_path="/opt/ml/processing/output",
-                                s3_upload_mode="EndOfJob",
-                            )
-                        )
-                    ),
-                )
-            ),
-            job_resources=aws.SagemakerDataQualityJobDefinitionJobResources(
-                cluster_config=aws.SagemakerDataQualityJobDefinitionJobResourcesClusterConfig(
-                    instance_count=1,
-                    instance_type=config.instance_type,
-                    volume_size_in_gb=config.volume_size_gb,
-                    volume_kms_key_id=ml_key.key_arn,
-                )
-            ),
-            network_config=aws.SagemakerDataQualityJobDefinitionNetworkConfig(
-                enable_network_isolation=True,
-                enable_inter_container_traffic_encryption=True,
-                vpc_config=aws.SagemakerDataQualityJobDefinitionNetworkConfigVpcConfig(
-                    subnets=subnet_ids, security_group_ids=[self.job_security_group.id]
-                ),
-            ),
-            stopping_condition=aws.SagemakerDataQualityJobDefinitionStoppingCondition(
-                max_runtime_in_seconds=config.max_runtime_seconds
-            ),
-        )
-        self.job_definition_name: str = job.name
+        # The data-quality job definition (one per deployed version, with that version's
+        # baseline) and the schedule running it are the deployer's (modules/deployment.py):
+        # SageMaker refuses a schedule for an endpoint that does not exist yet, and a job
+        # definition's baseline cannot change. The schedule's name is fixed here, so the rules
+        # below can match its runs before it exists.
         self.schedule_name = config.schedule_name
-        self.schedule = aws.SagemakerMonitoringSchedule(
-            self,
-            "schedule",
-            name=self.schedule_name,
-            monitoring_schedule_config=aws.SagemakerMonitoringScheduleMonitoringScheduleConfig(
-                monitoring_job_definition_name=job.name,
-                monitoring_type="DataQuality",
-                schedule_config=aws.SagemakerMonitoringScheduleMonitoringScheduleConfigScheduleConfig(
-                    schedule_expression=config.schedule_expression
-                ),
-            ),
-        )
-        self.schedule_arn: str = self.schedule.arn
+        self.schedule_arn: str = config.schedule_arn
 
     def _rollback(
         self,
@@ -387,9 +363,16 @@ class Monitoring(Construct):
             "violations",
             name=f"{config.name}-violations",
             description="This endpoint's Model Monitor runs that completed with violations",
-            event_pattern=json.dumps(violation_event_pattern(self.schedule.arn)),
+            event_pattern=json.dumps(violation_event_pattern(self.schedule_arn)),
         )
         self.rule_arn: str = self.rule.arn
+        self.failed_runs_rule = aws.CloudwatchEventRule(
+            self,
+            "failed-runs",
+            name=f"{config.name}-monitoring-failed",
+            description="This endpoint's Model Monitor runs that failed or were stopped",
+            event_pattern=json.dumps(failed_run_event_pattern(config.schedule_arn)),
+        )
         queue = aws.SqsQueue(
             self,
             "dead-letters",
@@ -405,12 +388,14 @@ class Monitoring(Construct):
             queue_url=queue.url,
             policy=policy_document(
                 statement(
-                    "OnlyTheViolationRuleDeadLetters",
+                    "OnlyThisEndpointsMonitoringRulesDeadLetter",
                     effect="Allow",
                     principal={"Service": "events.amazonaws.com"},
                     actions="sqs:SendMessage",
                     resources=queue.arn,
-                    condition={"ArnEquals": {"aws:SourceArn": self.rule.arn}},
+                    condition={
+                        "ArnEquals": {"aws:SourceArn": [self.rule.arn, self.failed_runs_rule.arn]}
+                    },
                 ),
                 deny_insecure_transport(actions="sqs:*", resources=queue.arn),
             ),
@@ -520,6 +505,7 @@ class Monitoring(Construct):
         )
         self.function_name: str = function.function_name
         self.function_arn: str = function.arn
+        self._alerts(config, ml_key=ml_key, dead_letter_queue_arn=queue.arn)
         aws.CloudwatchEventTarget(
             self,
             "violations-to-rollback",
@@ -541,3 +527,54 @@ class Monitoring(Construct):
             principal="events.amazonaws.com",
             source_arn=self.rule.arn,
         )
+
+    def _alerts(
+        self, config: MonitoringConfig, *, ml_key: CustomerManagedKey, dead_letter_queue_arn: str
+    ) -> None:
+        self.alerts_topic = aws.SnsTopic(
+            self,
+            "alerts-topic",
+            name=f"{config.name}-monitoring-alerts",
+            display_name=f"PHI ML {config.environment} {config.model_name} monitoring",
+            kms_master_key_id=ml_key.key_arn,
+        )
+        self.alerts_topic_arn: str = self.alerts_topic.arn
+        rules = {"failed": self.failed_runs_rule, "violation": self.rule}
+        aws.SnsTopicPolicy(
+            self,
+            "alerts-topic-policy",
+            arn=self.alerts_topic.arn,
+            policy=policy_document(
+                statement(
+                    "OnlyThisEndpointsMonitoringRulesPublish",
+                    effect="Allow",
+                    principal={"Service": "events.amazonaws.com"},
+                    actions="sns:Publish",
+                    resources=self.alerts_topic.arn,
+                    condition={
+                        "ArnEquals": {"aws:SourceArn": [rule.arn for rule in rules.values()]},
+                        "StringEquals": {"aws:SourceAccount": config.account_id},
+                    },
+                ),
+                deny_insecure_transport(actions="sns:Publish", resources=self.alerts_topic.arn),
+            ),
+        )
+        templates = {"failed": FAILED_RUN_TEMPLATE, "violation": VIOLATION_TEMPLATE}
+        for rule_id, rule in rules.items():
+            aws.CloudwatchEventTarget(
+                self,
+                f"{rule_id}-to-people",
+                rule=rule.name,
+                target_id="notify-people",
+                arn=self.alerts_topic.arn,
+                input_transformer=aws.CloudwatchEventTargetInputTransformer(
+                    input_paths=ALERT_MESSAGE_PATHS, input_template=templates[rule_id]
+                ),
+                retry_policy=aws.CloudwatchEventTargetRetryPolicy(
+                    maximum_retry_attempts=EVENT_RETRY_ATTEMPTS,
+                    maximum_event_age_in_seconds=EVENT_MAX_AGE_SECONDS,
+                ),
+                dead_letter_config=aws.CloudwatchEventTargetDeadLetterConfig(
+                    arn=dead_letter_queue_arn
+                ),
+            )

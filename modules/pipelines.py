@@ -15,7 +15,7 @@ from typing import Any
 
 from cdktf import Token
 from constructs import Construct
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ml.dataset_manifest import DEFAULT_SPLIT_SEED
 from ml.hyperparameters import HyperparameterError, as_strings, validate
@@ -174,6 +174,17 @@ class PipelineConfig(LayerConfig):
         except HyperparameterError as problem:
             raise ValueError(str(problem)) from None
         return hyperparameters
+
+    @model_validator(mode="after")
+    def _serves_by_digest(self) -> PipelineConfig:
+        if "@sha256:" not in self.serving_image:
+            # The deployer serves only images pinned by digest: a registered tag would be an
+            # approved version that can never be deployed (and a tag can change under it).
+            raise ValueError(
+                f"inference_image {self.serving_image!r}: the image registered for serving must "
+                "be pinned by @sha256: digest"
+            )
+        return self
 
     @property
     def training_hyperparameters(self) -> dict[str, str]:

@@ -343,15 +343,15 @@ def package_group_public(document: Document) -> str:
 
 
 def capture_without_key(document: Document) -> str:
-    name, conf = named(document, "aws_sagemaker_endpoint_configuration", "endpoint-config")
-    del conf["data_capture_config"]["kms_key_id"]
-    return f"aws_sagemaker_endpoint_configuration.{name}"
+    name, conf = named(document, "aws_lambda_function", "deployment/deployer")
+    del conf["environment"]["variables"]["KMS_KEY_ARN"]
+    return f"aws_lambda_function.{name}"
 
 
 def endpoint_without_capture(document: Document) -> str:
-    name, conf = named(document, "aws_sagemaker_endpoint_configuration", "endpoint-config")
-    del conf["data_capture_config"]
-    return f"aws_sagemaker_endpoint_configuration.{name}"
+    name, conf = named(document, "aws_lambda_function", "deployment/deployer")
+    conf["environment"]["variables"]["CAPTURE_SAMPLING_PERCENT"] = "0"
+    return f"aws_lambda_function.{name}"
 
 
 def launch_template_imdsv1(document: Document) -> str:

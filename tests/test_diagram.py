@@ -171,10 +171,10 @@ def test_main_resources_of_each_layer_are_drawn(drawn: Parsed) -> None:
         ("dev-data", "Feature group<br/>encounters"),
         ("dev-ml", "SageMaker pipeline"),
         ("dev-ml", "Model registry<br/>readmission-risk"),
-        ("dev-ml", "SageMaker endpoint"),
-        ("dev-ml", "Model Monitor"),
+        ("dev-ml", "SageMaker endpoint<br/>phi-ml-dev-readmission<br/>created by the deployer"),
         ("dev-ml", "Auto Scaling group"),
-        ("dev-ml", "Lambda<br/>phi-ml-dev-readmission"),
+        ("dev-ml", "Lambda<br/>phi-ml-dev-readmission-rollback"),
+        ("dev-ml", "Lambda<br/>phi-ml-dev-readmission-deployer"),
         ("dev-security", "GuardDuty"),
         ("dev-security", "Security Hub<br/>3 standards"),
         ("org-audit", "Organization CloudTrail"),
@@ -198,18 +198,20 @@ def test_data_flow_from_the_site_to_the_endpoint_and_its_rollback(drawn: Parsed)
         ("EventBridge rule<br/>phi-ml-dev-readmission-trigger", "dev-ml"),
         ("SageMaker pipeline", "dev-ml"),
         ("Model registry", "dev-ml"),
+        ("EventBridge rule<br/>phi-ml-dev-model-approvals", "dev-ml"),
+        ("Lambda<br/>phi-ml-dev-readmission-deployer", "dev-ml"),
         ("SageMaker endpoint", "dev-ml"),
-        ("Model Monitor", "dev-ml"),
-        ("EventBridge rule<br/>phi-ml-dev-readmission-violations", "dev-ml"),
-        ("Lambda<br/>phi-ml-dev-readmission", "dev-ml"),
     ]
     nodes = [drawn.node(label, stack) for label, stack in chain]
     edges = {(a, b): label for a, label, b in drawn.edges}
     for source, target in itertools.pairwise(nodes):
         assert (source, target) in edges, (drawn.nodes[source], drawn.nodes[target])
     assert edges[(nodes[7], nodes[8])] == "registers, pending approval"
-    rollback, endpoint = nodes[-1], drawn.node("SageMaker endpoint", "dev-ml")
-    assert edges[(rollback, endpoint)] == "rolls back"
+    assert edges[(nodes[-2], nodes[-1])] == "deploys approved version"
+    violations = drawn.node("EventBridge rule<br/>phi-ml-dev-readmission-violations", "dev-ml")
+    rollback = drawn.node("Lambda<br/>phi-ml-dev-readmission-rollback", "dev-ml")
+    assert edges[(violations, rollback)] == "target"
+    assert edges[(rollback, nodes[-1])] == "rolls back"
 
 
 def test_detection_routes_findings_to_quarantine(drawn: Parsed) -> None:

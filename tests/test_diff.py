@@ -144,9 +144,10 @@ def test_staging_to_prod_lists_the_real_configuration_differences(
     assert configuration["ml.inference.enclave.max_size"] == (2, 6)
     assert configuration["storage.noncurrent_version_days"] == (90, 2192)
     assert configuration["ingest.direct_connect"] == (None, {"amazon_side_asn": 64600})
-    # A tag in staging, a digest in prod: not explained by the account alone.
-    old_image, new_image = configuration["ml.inference.inference_image"]
-    assert old_image.endswith(":1.4.2") and "@sha256:" in new_image
+    # Promotion moves the evaluated image by digest: the same digest in both accounts.
+    image = field(promotion_to_prod, "ml.pipeline.inference_image")
+    assert image.expected and image.why == "differs only in {account}"
+    assert image.old.split("@")[1] == image.new.split("@")[1]
 
 
 def test_staging_to_prod_sets_per_environment_values_apart(
@@ -218,11 +219,11 @@ def test_staging_to_prod_resources_added_and_removed(promotion_to_prod: Promotio
     assert [address.split(".")[0] for address in ml.removed] == [
         "aws_sagemaker_model_package_group_policy"
     ]
-    endpoint = changed(promotion_to_prod, "ml")[
-        next(a for a in changed(promotion_to_prod, "ml") if "endpoint_configuration" in a)
+    deployer = changed(promotion_to_prod, "ml")[
+        next(a for a in changed(promotion_to_prod, "ml") if "deployer_function" in a)
     ]
-    assert endpoint["production_variants[0].initial_instance_count"] == (1, 2)
-    assert endpoint["data_capture_config.initial_sampling_percentage"] == (25, 10)
+    assert deployer["environment.variables.INSTANCE_COUNT"] == ("1", "2")
+    assert deployer["environment.variables.CAPTURE_SAMPLING_PERCENT"] == ("25", "10")
     assert not changed(promotion_to_prod, "security")
 
 
@@ -300,9 +301,9 @@ def test_a_twin_differing_in_one_value_shows_exactly_that_difference(
     (changed_stack,) = diff.changed_stacks
     assert changed_stack.layer == "ml" and not changed_stack.added and not changed_stack.removed
     (resource,) = changed_stack.changed
-    assert resource.address.startswith("aws_sagemaker_endpoint_configuration.")
+    assert resource.address.startswith("aws_lambda_function.deployment_deployer")
     assert [(c.path, c.old, c.new) for c in resource.changes] == [
-        ("production_variants[0].initial_instance_count", 1, 2)
+        ("environment.variables.INSTANCE_COUNT", "1", "2")
     ]
 
 

@@ -1,5 +1,6 @@
-"""Inference layer: the endpoint encrypts and captures with the ML key, the model is isolated in
-the VPC, the enclave hosts' launch template is hardened, and only Graviton types host enclaves."""
+"""Inference layer: Terraform creates what models run as (role, security group), never a model,
+endpoint configuration or endpoint (the deployer does, on approval); the enclave hosts' launch
+template is hardened, and only Graviton types host enclaves."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ REGION = "eu-west-1"
 VPC_CIDR = "10.42.0.0/16"
 BUCKET = "unit-ml-artifacts"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/phi-ml/sepsis-risk:1.4.0"
-MODEL_KEY = "models/sepsis-risk/1.4.0/model.tar.gz"
+RUNS_PREFIX = "pipelines/unit-sepsis-risk/"
 SAMPLING = 25
 CAPTURE_PREFIX = "data-capture/"
 ENCLAVE_TYPE = "c7g.xlarge"
@@ -41,7 +42,7 @@ SETTINGS: dict[str, Any] = {
     "region": REGION,
     "model_name": "sepsis-risk",
     "inference_image": IMAGE,
-    "model_data_url": f"s3://{BUCKET}/{MODEL_KEY}",
+    "model_archive_prefix": RUNS_PREFIX,
     "endpoint_instance_type": "ml.m6g.xlarge",
     "endpoint_instance_count": 2,
     "data_capture_sampling_percent": SAMPLING,
@@ -111,152 +112,40 @@ def ml_key_arn(synthesized: dict[str, Any]) -> str:
     return ref(synthesized, "aws_kms_key", "arn", named="ml-artifacts")
 
 
-# --- endpoint configuration ------------------------------------------------------------------
+# --- what serves is the deployer's -----------------------------------------------------------
 
-
-def endpoint_config_problems(config: dict[str, Any], *, key_arn: str, bucket: str) -> list[str]:
-    """What in an endpoint configuration breaks "encrypted with the ML key, every request and
-    response captured (at the configured rate) into the capture bucket under the ML key"."""
-    problems = []
-    if config.get("kms_key_arn") != key_arn:
-        problems.append("storage not encrypted with the ML key")
-    capture = config.get("data_capture_config") or {}
-    if capture.get("enable_capture") is not True:
-        problems.append("capture disabled")
-    modes = sorted(o.get("capture_mode") for o in capture.get("capture_options", []))
-    if modes != ["Input", "Output"]:
-        problems.append(f"captures {modes}")
-    if capture.get("initial_sampling_percentage") != SAMPLING:
-        problems.append("sampling is not the configured one")
-    if capture.get("destination_s3_uri") != f"s3://{bucket}/{CAPTURE_PREFIX}":
-        problems.append("captures outside the capture bucket prefix")
-    if capture.get("kms_key_id") != key_arn:
-        problems.append("captures not encrypted with the ML key")
-    headers = capture.get("capture_content_type_header") or {}
-    if not headers.get("json_content_types") or not headers.get("csv_content_types"):
-        problems.append("JSON/CSV payloads not recognized")
-    return problems
-
-
-def endpoint_config_and_refs(synth: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
-    return (
-        only(synth, "aws_sagemaker_endpoint_configuration"),
-        ml_key_arn(synth),
-        ref(synth, "aws_s3_bucket", "bucket"),
-    )
-
-
-def test_endpoint_configuration_encrypts_and_captures_with_the_ml_key(
-    synth: dict[str, Any],
-) -> None:
-    config, key_arn, bucket = endpoint_config_and_refs(synth)
-    assert endpoint_config_problems(config, key_arn=key_arn, bucket=bucket) == []
-    variant = config["production_variants"][0]
-    assert (variant["instance_type"], variant["initial_instance_count"]) == ("ml.m6g.xlarge", 2)
-
-
-ENDPOINT_CONFIG_FLAWS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
-    "other-key": (lambda c: c.update(kms_key_arn="arn:aws:kms:x"), "storage not encrypted"),
-    "no-key": (lambda c: c.pop("kms_key_arn"), "storage not encrypted"),
-    "capture-off": (lambda c: c["data_capture_config"].update(enable_capture=False), "disabled"),
-    "input-only": (lambda c: c["data_capture_config"]["capture_options"].pop(), "captures ["),
-    "sampling": (
-        lambda c: c["data_capture_config"].update(initial_sampling_percentage=100),
-        "sampling",
-    ),
-    "elsewhere": (
-        lambda c: c["data_capture_config"].update(destination_s3_uri="s3://other/capture/"),
-        "outside the capture bucket",
-    ),
-    "capture-key": (
-        lambda c: c["data_capture_config"].pop("kms_key_id"),
-        "captures not encrypted",
-    ),
-}
-
-
-@pytest.mark.parametrize("flaw", ENDPOINT_CONFIG_FLAWS.values(), ids=ENDPOINT_CONFIG_FLAWS.keys())
-def test_endpoint_configuration_checker_catches_each_flaw(
-    synth: dict[str, Any], flaw: tuple[Callable[[dict[str, Any]], None], str]
-) -> None:
-    """Twins: each property flipped in a copy of the synthesized configuration is reported."""
-    original, key_arn, bucket = endpoint_config_and_refs(synth)
-    config = copy.deepcopy(original)
-    mutate, expected = flaw
-    mutate(config)
-    problems = endpoint_config_problems(config, key_arn=key_arn, bucket=bucket)
-    assert len(problems) == 1 and expected in problems[0], problems
-
-
-def test_endpoint_serves_the_configuration(synth: dict[str, Any]) -> None:
-    endpoint = only(synth, "aws_sagemaker_endpoint")
-    assert endpoint["endpoint_config_name"] == ref(
-        synth, "aws_sagemaker_endpoint_configuration", "name"
-    )
-    assert endpoint["name"] == "phi-ml-unit-sepsis-risk"
-
-
-def test_a_new_model_is_a_new_configuration_created_before_the_old_goes() -> None:
-    """Every deployment keeps its own versioned names (what the rollback lineage lists)."""
-    first = InferenceConfig(**SETTINGS)
-    second = InferenceConfig(**{**SETTINGS, "model_data_url": f"s3://{BUCKET}/models/v2.tar.gz"})
-    assert first.deployment_version != second.deployment_version
-    assert first.deployment_version == InferenceConfig(**SETTINGS).deployment_version
-
-
-def test_model_and_configuration_are_replaced_create_before_destroy(
-    synth: dict[str, Any],
-) -> None:
-    for type_ in ("aws_sagemaker_model", "aws_sagemaker_endpoint_configuration"):
-        resource = only(synth, type_)
-        assert resource["lifecycle"] == {"create_before_destroy": True}
-        assert resource["name"].startswith("phi-ml-unit-sepsis-risk-")
-
-
-# --- model ------------------------------------------------------------------------------------
-
-
-def model_problems(model: dict[str, Any], *, subnets: list[str], group: str) -> list[str]:
-    problems = []
-    if model.get("enable_network_isolation") is not True:
-        problems.append("container may reach the network")
-    vpc = model.get("vpc_config") or {}
-    if sorted(vpc.get("subnets", [])) != sorted(subnets):
-        problems.append("not in the private subnets")
-    if vpc.get("security_group_ids") != [group]:
-        problems.append("not in the layer's security group")
-    return problems
-
-
-def model_refs(synth: dict[str, Any]) -> tuple[dict[str, Any], list[str], str]:
-    subnets = [f"${{aws_subnet.{n}.id}}" for n in resources(synth, "aws_subnet")]
-    group = ref(synth, "aws_security_group", "id", named="model-security-group")
-    return only(synth, "aws_sagemaker_model"), subnets, group
-
-
-def test_model_is_network_isolated_in_the_vpc(synth: dict[str, Any]) -> None:
-    model, subnets, group = model_refs(synth)
-    assert model_problems(model, subnets=subnets, group=group) == []
-    assert model["primary_container"]["model_data_url"] == f"s3://{BUCKET}/{MODEL_KEY}"
-
-
-@pytest.mark.parametrize(
-    ("mutate", "expected"),
-    [
-        (lambda m: m.update(enable_network_isolation=False), "network"),
-        (lambda m: m.pop("enable_network_isolation"), "network"),
-        (lambda m: m.pop("vpc_config"), "subnets"),
-        (lambda m: m["vpc_config"].update(security_group_ids=["sg-default"]), "security group"),
-    ],
-    ids=["isolation-off", "isolation-unset", "no-vpc", "other-group"],
+SERVING_TYPES = (
+    "aws_sagemaker_model",
+    "aws_sagemaker_endpoint_configuration",
+    "aws_sagemaker_endpoint",
 )
-def test_model_checker_catches_each_flaw(
-    synth: dict[str, Any], mutate: Callable[[dict[str, Any]], None], expected: str
-) -> None:
-    original, subnets, group = model_refs(synth)
-    model = copy.deepcopy(original)
-    mutate(model)
-    assert any(expected in p for p in model_problems(model, subnets=subnets, group=group))
+
+
+def serving_resources(synthesized: dict[str, Any]) -> list[str]:
+    return [t for t in SERVING_TYPES if resources(synthesized, t)]
+
+
+def test_terraform_creates_no_model_configuration_or_endpoint(synth: dict[str, Any]) -> None:
+    """The first apply needs no model, and Terraform never replaces (destroys) the versions a
+    rollback returns to: the deployer creates them per approved version."""
+    assert serving_resources(synth) == []
+
+
+def test_the_twin_a_terraform_endpoint_would_be_seen() -> None:
+    def with_a_model(stack: TerraformStack) -> None:
+        inference = build_inference(stack)
+        aws.SagemakerModel(stack, "model", execution_role_arn=inference.model_execution_role_arn)
+
+    assert serving_resources(synth_stack(with_a_model)) == ["aws_sagemaker_model"]
+
+
+def test_the_layer_names_the_endpoint_the_deployer_creates(synth: dict[str, Any]) -> None:
+    config = InferenceConfig(**SETTINGS)
+    assert config.name == "phi-ml-unit-sepsis-risk"
+    assert config.endpoint_arn == (
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/phi-ml-unit-sepsis-risk"
+    )
+    assert config.deployer_name == "phi-ml-unit-sepsis-risk-deployer"
 
 
 def egress_rules(synth: dict[str, Any], group: str) -> list[dict[str, Any]]:
@@ -294,11 +183,12 @@ def execution_policy(synth: dict[str, Any]) -> str:
     return role_policy_named(synth, "serve-this-model-only")
 
 
-def test_execution_role_reads_only_the_model_archive(synth: dict[str, Any]) -> None:
+def test_execution_role_reads_only_model_archives_of_pipeline_runs(synth: dict[str, Any]) -> None:
     policy = execution_policy(synth)
-    read = statement_by_sid(policy, "ReadOnlyTheModelArchive")
+    archives = f"{RUNS_PREFIX}*/model.tar.gz"
+    read = statement_by_sid(policy, "ReadOnlyModelArchivesThePipelineWrote")
     assert read["Action"] == "s3:GetObject"
-    assert read["Resource"] == f"{ref(synth, 'aws_s3_bucket', 'arn')}/{MODEL_KEY}"
+    assert read["Resource"] == f"{ref(synth, 'aws_s3_bucket', 'arn')}/{archives}"
     s3_grants = [
         (action, s["Resource"])
         for s in json.loads(policy)["Statement"]
@@ -307,7 +197,7 @@ def test_execution_role_reads_only_the_model_archive(synth: dict[str, Any]) -> N
     ]
     bucket = ref(synth, "aws_s3_bucket", "arn")
     assert s3_grants == [
-        ("s3:GetObject", f"{bucket}/{MODEL_KEY}"),
+        ("s3:GetObject", f"{bucket}/{archives}"),
         ("s3:PutObject", f"{bucket}/{CAPTURE_PREFIX}*"),
     ]
 
@@ -532,7 +422,8 @@ def test_inference_config_applies_the_graviton_rule() -> None:
         ({"endpoint_instance_type": "m5.xlarge"}, "should match pattern"),
         ({"endpoint_instance_count": 0}, "greater than or equal to 1"),
         ({"capture_prefix": "capture"}, "should match pattern"),
-        ({"model_data_url": f"s3://{BUCKET}/model.zip"}, "tar.gz"),
+        ({"model_archive_prefix": "pipelines/runs"}, "should match pattern"),
+        ({"retained_versions": 1}, "greater than or equal to 2"),
         ({"inference_image": "docker.io/library/python:3"}, "not an ECR image URI"),
         ({"production": True}, "pinned by @sha256"),
         ({"enclave_ami_ssm_parameter": "/aws/service/ami-x86_64"}, "should match pattern"),
@@ -548,34 +439,6 @@ def test_production_accepts_a_digest_pinned_image() -> None:
     """Twin of the production pin rule."""
     pinned = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/phi-ml/sepsis-risk@sha256:{'0' * 64}"
     assert InferenceConfig(**{**SETTINGS, "production": True, "inference_image": pinned})
-
-
-def test_model_archive_must_be_in_the_given_bucket() -> None:
-    def build(stack: TerraformStack) -> None:
-        ml_key = key(stack, KeyPurpose.ML_ARTIFACTS)
-        bucket = HardenedBucket(
-            stack,
-            "artifacts",
-            config=HardenedBucketConfig(
-                name=BUCKET, account_id=ACCOUNT, noncurrent_version_days=30
-            ),
-            kms_key=ml_key,
-            access_logs=None,
-        )
-        vpc_id, subnets = network(stack)
-        Inference(
-            stack,
-            "inference",
-            config=InferenceConfig(**SETTINGS),
-            ml_key=ml_key,
-            capture_bucket=bucket,
-            model_bucket_arn="arn:aws:s3:::another-bucket",
-            vpc_id=vpc_id,
-            subnet_ids=subnets,
-        )
-
-    with pytest.raises(ValueError, match="is not in bucket"):
-        synth_stack(build)
 
 
 # --- terraform validate ----------------------------------------------------------------------

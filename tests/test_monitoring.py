@@ -1,5 +1,7 @@
-"""Monitoring layer: an isolated, encrypted data-quality schedule whose violations (and only
-those) reach a hardened, single-concurrency rollback function."""
+"""Monitoring layer: the monitor's role and network, a data-quality schedule's violations (and
+only those) reaching a hardened, single-concurrency rollback function, and failed runs and
+violations reaching a person. (The schedule and its job definitions are the deployer's:
+tests/test_deployer.py holds them isolated and encrypted.)"""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from tests.terraform_check import terraform_validate
 from tests.test_inference import ACCOUNT, BUCKET, REGION, VPC_CIDR, key, network
 
 ENDPOINT = "phi-ml-unit-sepsis-risk"
+ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"
 SCHEDULE = f"{ENDPOINT}-data-quality"
 SCHEDULE_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:monitoring-schedule/{SCHEDULE}"
 MONITOR_IMAGE = "468650794304.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-model-monitor-analyzer"
@@ -49,7 +52,7 @@ SETTINGS: dict[str, Any] = {
     "monitor_image": f"{MONITOR_IMAGE}:latest",
     "instance_type": "ml.m5.xlarge",
     "schedule_expression": "cron(0 * ? * * *)",
-    "baseline_prefix": "baselines/sepsis-risk/",
+    "pipeline_runs_prefix": "pipelines/unit-sepsis-risk/",
     "reports_prefix": "monitoring/sepsis-risk/",
     "capture_prefix": "data-capture/",
     "max_runtime_seconds": 1800,
@@ -68,15 +71,12 @@ def build_monitoring(stack: TerraformStack, retention: int = RETENTION) -> Monit
         access_logs=None,
     )
     vpc_id, subnet_ids = network(stack)
-    endpoint = aws.SagemakerEndpoint(
-        stack, "endpoint", name=ENDPOINT, endpoint_config_name=f"{ENDPOINT}-v1"
-    )
     return Monitoring(
         stack,
         "monitoring",
         config=MonitoringConfig(**SETTINGS),
-        endpoint_name=endpoint.name,
-        endpoint_arn=endpoint.arn,
+        endpoint_name=ENDPOINT,
+        endpoint_arn=ENDPOINT_ARN,
         ml_key=ml_key,
         logs_key=logs_key,
         artifacts_bucket=bucket,
@@ -95,98 +95,16 @@ def subnets(synthesized: dict[str, Any]) -> list[str]:
     return [f"${{aws_subnet.{n}.id}}" for n in resources(synthesized, "aws_subnet")]
 
 
-# --- the data-quality job ------------------------------------------------------------------
+# --- the monitor: its role, no Terraform schedule ------------------------------------------
 
 
-def job_problems(job: dict[str, Any], *, key_arn: str, subnet_ids: list[str]) -> list[str]:
-    """What in a job definition lets data out of the VPC or unencrypted."""
-    problems = []
-    network = job.get("network_config") or {}
-    if network.get("enable_network_isolation") is not True:
-        problems.append("container may reach the network")
-    if network.get("enable_inter_container_traffic_encryption") is not True:
-        problems.append("inter-container traffic in clear")
-    vpc = network.get("vpc_config") or {}
-    if sorted(vpc.get("subnets", [])) != sorted(subnet_ids) or not vpc.get("security_group_ids"):
-        problems.append("not in the private subnets")
-    if (job.get("data_quality_job_output_config") or {}).get("kms_key_id") != key_arn:
-        problems.append("reports not encrypted with the ML key")
-    cluster = (job.get("job_resources") or {}).get("cluster_config") or {}
-    if cluster.get("volume_kms_key_id") != key_arn:
-        problems.append("volume not encrypted with the ML key")
-    return problems
-
-
-def test_job_is_isolated_encrypted_and_in_the_vpc(synth: dict[str, Any]) -> None:
-    job = only(synth, "aws_sagemaker_data_quality_job_definition")
-    key_arn = ref(synth, "aws_kms_key", "arn", named="ml-artifacts")
-    assert job_problems(job, key_arn=key_arn, subnet_ids=subnets(synth)) == []
-    assert job["network_config"]["vpc_config"]["security_group_ids"] == [
-        ref(synth, "aws_security_group", "id", named="job-security-group")
-    ]
-
-
-JOB_FLAWS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
-    "isolation-off": (
-        lambda j: j["network_config"].update(enable_network_isolation=False),
-        "network",
-    ),
-    "clear-traffic": (
-        lambda j: j["network_config"].pop("enable_inter_container_traffic_encryption"),
-        "clear",
-    ),
-    "no-vpc": (lambda j: j["network_config"].pop("vpc_config"), "subnets"),
-    "reports-key": (
-        lambda j: j["data_quality_job_output_config"].pop("kms_key_id"),
-        "reports",
-    ),
-    "volume-key": (
-        lambda j: j["job_resources"]["cluster_config"].update(volume_kms_key_id="alias/aws/ebs"),
-        "volume",
-    ),
-}
-
-
-@pytest.mark.parametrize("flaw", JOB_FLAWS.values(), ids=JOB_FLAWS.keys())
-def test_job_checker_catches_each_flaw(
-    synth: dict[str, Any], flaw: tuple[Callable[[dict[str, Any]], None], str]
-) -> None:
-    job = copy.deepcopy(only(synth, "aws_sagemaker_data_quality_job_definition"))
-    mutate, expected = flaw
-    mutate(job)
-    key_arn = ref(synth, "aws_kms_key", "arn", named="ml-artifacts")
-    problems = job_problems(job, key_arn=key_arn, subnet_ids=subnets(synth))
-    assert len(problems) == 1 and expected in problems[0], problems
-
-
-def test_job_watches_the_endpoint_against_the_baseline(synth: dict[str, Any]) -> None:
-    job = only(synth, "aws_sagemaker_data_quality_job_definition")
-    bucket = ref(synth, "aws_s3_bucket", "bucket")
-    assert job["data_quality_job_input"]["endpoint_input"]["endpoint_name"] == ref(
-        synth, "aws_sagemaker_endpoint", "name"
-    )
-    baseline = job["data_quality_baseline_config"]
-    assert baseline["constraints_resource"]["s3_uri"] == (
-        f"s3://{bucket}/baselines/sepsis-risk/constraints.json"
-    )
-    assert baseline["statistics_resource"]["s3_uri"] == (
-        f"s3://{bucket}/baselines/sepsis-risk/statistics.json"
-    )
-    output = job["data_quality_job_output_config"]["monitoring_outputs"]["s3_output"]
-    assert output["s3_uri"] == f"s3://{bucket}/monitoring/sepsis-risk/"
-    assert job["stopping_condition"] == {"max_runtime_in_seconds": 1800}
-
-
-def test_schedule_runs_the_job_on_the_configured_expression(synth: dict[str, Any]) -> None:
-    schedule = only(synth, "aws_sagemaker_monitoring_schedule")
-    assert schedule["name"] == SCHEDULE
-    assert schedule["monitoring_schedule_config"] == {
-        "monitoring_job_definition_name": ref(
-            synth, "aws_sagemaker_data_quality_job_definition", "name"
-        ),
-        "monitoring_type": "DataQuality",
-        "schedule_config": {"schedule_expression": "cron(0 * ? * * *)"},
-    }
+def test_terraform_creates_no_job_definition_or_schedule(synth: dict[str, Any]) -> None:
+    """SageMaker refuses a schedule for an endpoint that does not exist, and a job definition's
+    baseline is fixed: both are the deployer's, per approved version."""
+    kinds = ("aws_sagemaker_data_quality_job_definition", "aws_sagemaker_monitoring_schedule")
+    assert [k for k in kinds if resources(synth, k)] == []
+    config = MonitoringConfig(**SETTINGS)
+    assert (config.schedule_name, config.schedule_arn) == (SCHEDULE, SCHEDULE_ARN)
 
 
 def monitor_policy(synth: dict[str, Any]) -> str:
@@ -197,11 +115,11 @@ def test_monitor_role_reads_only_baseline_and_this_endpoints_captures(
     synth: dict[str, Any],
 ) -> None:
     bucket = ref(synth, "aws_s3_bucket", "arn")
-    endpoint = ref(synth, "aws_sagemaker_endpoint", "name")
     read = statement_by_sid(monitor_policy(synth), "ReadBaselineAndThisEndpointsCaptures")
+    # The runs' Baseline outputs only: not their datasets (derived from PHI) or models.
     assert read["Resource"] == [
-        f"{bucket}/baselines/sepsis-risk/*",
-        f"{bucket}/data-capture/{endpoint}/*",
+        f"{bucket}/pipelines/unit-sepsis-risk/*/baseline/*",
+        f"{bucket}/data-capture/{ENDPOINT}/*",
     ]
     write = statement_by_sid(monitor_policy(synth), "WriteReports")
     assert write == {
@@ -280,12 +198,28 @@ def monitoring_event(**detail: Any) -> dict[str, Any]:
     }
 
 
-def rule_pattern(synth: dict[str, Any]) -> Any:
-    """The synthesized pattern with the schedule ARN resolved as AWS would."""
-    text = only(synth, "aws_cloudwatch_event_rule")["event_pattern"]
-    schedule_ref = ref(synth, "aws_sagemaker_monitoring_schedule", "arn")
-    assert schedule_ref in text
-    return json.loads(text.replace(schedule_ref, SCHEDULE_ARN))
+def rule_named(synth: dict[str, Any], suffix: str) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (name, rule)
+        for name, rule in resources(synth, "aws_cloudwatch_event_rule").items()
+        if rule["name"].endswith(suffix)
+    ]
+    return found
+
+
+def rule_ref(synth: dict[str, Any], suffix: str, attribute: str) -> str:
+    return f"${{aws_cloudwatch_event_rule.{rule_named(synth, suffix)[0]}.{attribute}}}"
+
+
+def rule_pattern(synth: dict[str, Any], suffix: str = "-violations") -> Any:
+    return json.loads(rule_named(synth, suffix)[1]["event_pattern"])
+
+
+def targets_of(synth: dict[str, Any], suffix: str) -> list[dict[str, Any]]:
+    rule = rule_ref(synth, suffix, "name")
+    return [
+        t for t in resources(synth, "aws_cloudwatch_event_target").values() if t["rule"] == rule
+    ]
 
 
 def test_rule_matches_a_violation_of_this_schedule(synth: dict[str, Any]) -> None:
@@ -327,9 +261,11 @@ def test_pattern_is_built_for_the_schedule_it_is_given() -> None:
 def test_violations_go_to_the_function_with_retries_and_a_dead_letter_queue(
     synth: dict[str, Any],
 ) -> None:
-    target = only(synth, "aws_cloudwatch_event_target")
-    assert target["rule"] == ref(synth, "aws_cloudwatch_event_rule", "name")
-    assert target["arn"] == ref(synth, "aws_lambda_function", "arn")
+    (target,) = [
+        t
+        for t in targets_of(synth, "-violations")
+        if t["arn"] == ref(synth, "aws_lambda_function", "arn")
+    ]
     assert target["dead_letter_config"] == {"arn": ref(synth, "aws_sqs_queue", "arn")}
     assert target["retry_policy"]["maximum_retry_attempts"] >= 1
 
@@ -338,10 +274,15 @@ def test_dead_letter_queue_is_encrypted_and_accepts_only_the_rule(synth: dict[st
     queue = only(synth, "aws_sqs_queue")
     assert queue["kms_master_key_id"] == ref(synth, "aws_kms_key", "arn", named="ml-artifacts")
     policy = only(synth, "aws_sqs_queue_policy")["policy"]
-    allow = statement_by_sid(policy, "OnlyTheViolationRuleDeadLetters")
+    allow = statement_by_sid(policy, "OnlyThisEndpointsMonitoringRulesDeadLetter")
     assert allow["Principal"] == {"Service": "events.amazonaws.com"}
     assert allow["Condition"] == {
-        "ArnEquals": {"aws:SourceArn": ref(synth, "aws_cloudwatch_event_rule", "arn")}
+        "ArnEquals": {
+            "aws:SourceArn": [
+                rule_ref(synth, "-violations", "arn"),
+                rule_ref(synth, "-monitoring-failed", "arn"),
+            ]
+        }
     }
     deny = statement_by_sid(policy, "DenyInsecureTransport")
     assert deny["Effect"] == "Deny" and deny["Condition"] == {
@@ -351,10 +292,54 @@ def test_dead_letter_queue_is_encrypted_and_accepts_only_the_rule(synth: dict[st
 
 def test_only_the_rule_may_invoke_the_function(synth: dict[str, Any]) -> None:
     permission = only(synth, "aws_lambda_permission")
-    assert permission["source_arn"] == ref(synth, "aws_cloudwatch_event_rule", "arn")
+    assert permission["source_arn"] == rule_ref(synth, "-violations", "arn")
     assert permission["principal"] == "events.amazonaws.com"
     assert permission["function_name"] == ref(synth, "aws_lambda_function", "function_name")
     assert permission["action"] == "lambda:InvokeFunction"
+
+
+# --- a person hears of failed runs and of drift ----------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["Failed", "Stopped"])
+def test_a_failed_or_stopped_run_of_this_schedule_reaches_a_person(
+    synth: dict[str, Any], status: str
+) -> None:
+    event = monitoring_event(ProcessingJobStatus=status, ExitMessage="AlgorithmError: no data")
+    assert event_matches(rule_pattern(synth, "-monitoring-failed"), event)
+    assert not event_matches(rule_pattern(synth, "-violations"), event)
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {},  # a run with violations: the violation rule's, not a failure
+        {"ExitMessage": "Completed: Job completed successfully with no violations."},
+        {"ProcessingJobStatus": "Failed", "MonitoringScheduleArn": SCHEDULE_ARN + "-other"},
+    ],
+    ids=["violations", "clean-run", "other-schedule"],
+)
+def test_the_twin_completed_runs_and_other_schedules_are_no_failure(
+    synth: dict[str, Any], detail: dict[str, Any]
+) -> None:
+    assert not event_matches(rule_pattern(synth, "-monitoring-failed"), monitoring_event(**detail))
+
+
+def test_failures_and_violations_are_published_to_an_encrypted_topic(synth: dict[str, Any]) -> None:
+    topic = only(synth, "aws_sns_topic")
+    assert topic["kms_master_key_id"] == ref(synth, "aws_kms_key", "arn", named="ml-artifacts")
+    topic_arn = ref(synth, "aws_sns_topic", "arn")
+    for suffix in ("-monitoring-failed", "-violations"):
+        (to_people,) = [t for t in targets_of(synth, suffix) if t["arn"] == topic_arn]
+        assert to_people["dead_letter_config"] == {"arn": ref(synth, "aws_sqs_queue", "arn")}
+        assert "<job>" in to_people["input_transformer"]["input_template"]
+    policy = only(synth, "aws_sns_topic_policy")["policy"]
+    publish = statement_by_sid(policy, "OnlyThisEndpointsMonitoringRulesPublish")
+    assert publish["Condition"]["ArnEquals"]["aws:SourceArn"] == [
+        rule_ref(synth, "-monitoring-failed", "arn"),
+        rule_ref(synth, "-violations", "arn"),
+    ]
+    assert statement_by_sid(policy, "DenyInsecureTransport")["Effect"] == "Deny"
 
 
 # --- the function ----------------------------------------------------------------------------
@@ -389,7 +374,7 @@ def test_function_is_private_traced_serialized_and_encrypted(synth: dict[str, An
         "handler.handle",
     )
     assert function["environment"]["variables"] == {
-        "ENDPOINT_NAME": ref(synth, "aws_sagemaker_endpoint", "name"),
+        "ENDPOINT_NAME": ENDPOINT,
         "MONITORING_SCHEDULE_NAME": SCHEDULE,
     }
 
@@ -422,11 +407,10 @@ def rollback_policy(synth: dict[str, Any]) -> str:
 def test_function_may_switch_only_this_endpoint(synth: dict[str, Any]) -> None:
     policy = json.loads(rollback_policy(synth))
     switching = [s for s in policy["Statement"] if "sagemaker:UpdateEndpoint" in s["Action"]]
-    endpoint = ref(synth, "aws_sagemaker_endpoint", "name")
     assert sorted(s["Resource"] for s in switching) == sorted(
         [
-            ref(synth, "aws_sagemaker_endpoint", "arn"),
-            f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{endpoint}-*",
+            ENDPOINT_ARN,
+            f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{ENDPOINT}-*",
         ]
     )
     sagemaker_on_everything = [

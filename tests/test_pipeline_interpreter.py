@@ -34,6 +34,7 @@ GATE = 0.75  # what 1,500 synthetic patients clear deterministically (tests/ml l
 OFFLINE_STORE = exports.OFFLINE_STORE
 SPEC_KEY = "pipelines/unit-readmission-features/feature-spec.json"
 XGBOOST = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:3.0-5"
+SERVING = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/phi-ml/serving@sha256:{'ab' * 32}"
 TERRAFORM_REFERENCE = re.compile(r"\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}")
 
 
@@ -54,7 +55,10 @@ def resolved_references(synthesized: dict[str, Any], definition: dict[str, Any])
 @pytest.fixture(scope="module")
 def synthesized() -> dict[str, Any]:
     config = pipeline_config(
-        offline_store_uri=OFFLINE_STORE, metric_threshold=GATE, training_image=XGBOOST
+        offline_store_uri=OFFLINE_STORE,
+        metric_threshold=GATE,
+        training_image=XGBOOST,
+        inference_image=SERVING,
     )
     return synth_stack(lambda stack: build_platform(stack, config))
 

@@ -1329,3 +1329,16 @@ def test_terraform_validates_the_pipelines_layer(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "The configuration is valid" in result.stdout
+
+
+# --- what the pipeline registers, the deployer can serve --------------------------------------
+
+
+def test_a_serving_image_by_tag_is_refused_at_load_time() -> None:
+    """The deployer serves only images pinned by digest: a registered tag would be an approved
+    version that can never be deployed."""
+    tagged = f"{ECR}/phi-ml/serving:1.4.2"
+    with pytest.raises(ValidationError, match="must be pinned by @sha256: digest"):
+        pipeline_config(inference_image=tagged)
+    pinned = f"{ECR}/phi-ml/serving@sha256:{'cd' * 32}"
+    assert pipeline_config(inference_image=pinned).serving_image == pinned  # twin

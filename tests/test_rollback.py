@@ -10,13 +10,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-from moto.core.responses import ActionResult
-from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import sagemaker_backends
-from moto.sagemaker.responses import SageMakerResponse
 
 from runtime.rollback import handler
+from tests.sagemaker_emulation import UpdateEndpointEmulation, emulated_sagemaker
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -27,51 +24,13 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/{ENDPOINT}-model"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/phi-ml/sepsis:1"
 
 
-class UpdateEndpointEmulation:
-    """moto 5.2.5 does not implement UpdateEndpoint. This adds it to moto's SageMaker API, as
-    the service behaves for our purpose: the configuration must exist, the endpoint then serves
-    it. Every call is recorded, so tests can count them; `fail_next` makes one call fail like a
-    throttled request."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.fail_next = False
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        emulation = self
-
-        def update_endpoint(response: SageMakerResponse) -> ActionResult:
-            name = response._get_param("EndpointName")
-            config = response._get_param("EndpointConfigName")
-            backend = response.sagemaker_backend
-            backend.describe_endpoint_config(config)  # ValidationException if missing
-            endpoint = backend.endpoints[name]
-            if emulation.fail_next:
-                emulation.fail_next = False
-                raise ValidationError(message="Rate exceeded (emulated)")
-            emulation.calls.append((name, config))
-            endpoint.endpoint_config_name = config
-            return ActionResult({"EndpointArn": endpoint.arn})
-
-        monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
-
-
 @pytest.fixture
 def updates(monkeypatch: pytest.MonkeyPatch) -> Iterator[UpdateEndpointEmulation]:
-    for variable, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "ENDPOINT_NAME": ENDPOINT,
-        "MONITORING_SCHEDULE_NAME": SCHEDULE,
-    }.items():
-        monkeypatch.setenv(variable, value)
-    emulation = UpdateEndpointEmulation()
-    emulation.install(monkeypatch)
-    with mock_aws():
-        yield emulation
+    yield from emulated_sagemaker(
+        monkeypatch,
+        region=REGION,
+        environment={"ENDPOINT_NAME": ENDPOINT, "MONITORING_SCHEDULE_NAME": SCHEDULE},
+    )
 
 
 def sagemaker() -> Any:

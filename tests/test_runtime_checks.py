@@ -1238,12 +1238,12 @@ def _functions_check(deployment: Deployment, *, dead_letter: bool, emulated: boo
 
 def test_functions_with_a_dead_letter_queue_pass(keys_only: Deployment) -> None:
     findings = _functions_check(keys_only, dead_letter=True, emulated=False)
-    assert len(findings) == 2 and all(f.status is Status.PASSED for f in findings)
+    assert len(findings) == 3 and all(f.status is Status.PASSED for f in findings)
 
 
 def test_functions_without_a_dead_letter_queue_fail(keys_only: Deployment) -> None:
     findings = _functions_check(keys_only, dead_letter=False, emulated=False)
-    assert len(findings) == 2 and all(f.status is Status.FAILED for f in findings)
+    assert len(findings) == 3 and all(f.status is Status.FAILED for f in findings)
     # On the emulator the same answer cannot be told from moto dropping the attribute.
     emulated = _functions_check(keys_only, dead_letter=False, emulated=True)
     assert all(f.status is Status.NOT_EMULATED for f in emulated)
@@ -1457,8 +1457,14 @@ def test_expected_names_are_the_synthesized_ones(synthesized: dict[str, dict[str
         for f in _resources(stack, "aws_lambda_function").values()
     }
     assert functions == set(dev.functions)
-    (config,) = _resources(ml, "aws_sagemaker_endpoint_configuration").values()
-    assert str(config["name"]).startswith(str(dev.endpoint_config_prefix))
+    # The deployer names each version's configuration <endpoint>-v<n>: the prefix it is given.
+    (deployer,) = [
+        f
+        for f in _resources(ml, "aws_lambda_function").values()
+        if "MODEL_PACKAGE_GROUP" in f["environment"]["variables"]
+    ]
+    endpoint = deployer["environment"]["variables"]["ENDPOINT_NAME"]
+    assert f"{endpoint}-v1".startswith(str(dev.endpoint_config_prefix))
     groups = {
         g["feature_group_name"]
         for g in _resources(synthesized["dev-data"], "aws_sagemaker_feature_group").values()

@@ -141,6 +141,8 @@ class Architecture:
         self.node_of: dict[Address, str] = {}
         self.edges: set[Edge] = set()
         self.subgraph_edges: set[Edge] = set()
+        # The endpoint a deployer function creates at run time (stack -> endpoint name -> node)
+        self.served: dict[str, dict[str, str]] = {}
         # type + logical name, as cross-stack output names begin, per stack
         self._output_prefixes = {
             stack.name: sorted(
@@ -213,6 +215,17 @@ class Architecture:
                     self._node(
                         stack.name, name, label, [Address(stack.name, resource_type, name)], shape
                     )
+        for body in stack.resources("aws_lambda_function").values():
+            variables = _function_variables(body)
+            endpoint = variables.get("ENDPOINT_NAME")
+            if endpoint and "MODEL_PACKAGE_GROUP" in variables:
+                # Not a Terraform resource: the deployer creates it for each approved version,
+                # and its environment names it.
+                label = f"SageMaker endpoint<br/>{endpoint}<br/>created by the deployer"
+                self._node(stack.name, f"served-{endpoint}", label, [])
+                self.served.setdefault(stack.name, {})[endpoint] = _identifier(
+                    stack.name, f"served-{endpoint}"
+                )
         for resource_type, summarize in GROUPED_TYPES.items():
             named = stack.resources(resource_type)
             if named:
@@ -405,6 +418,18 @@ class Architecture:
             for _, endpoint in self.nodes_of_type(stack.name, "aws_sagemaker_endpoint"):
                 # Deployment of an approved version is a person's decision, not a reference.
                 self._edge(group, endpoint, "approved version", dotted=True)
+        self._deployer_edges(stack)
+
+    def _deployer_edges(self, stack: StackInfo) -> None:
+        """The deployer creates the endpoint; the rollback function switches it back."""
+        served = self.served.get(stack.name, {})
+        for address, function in self.nodes_of_type(stack.name, "aws_lambda_function"):
+            variables = _function_variables(self.body(address))
+            endpoint = served.get(variables.get("ENDPOINT_NAME", ""))
+            if endpoint is None:
+                continue
+            deploys = "MODEL_PACKAGE_GROUP" in variables
+            self._edge(function, endpoint, "deploys approved version" if deploys else "rolls back")
         for resource_type, label in (
             ("aws_sagemaker_monitoring_schedule", "data capture"),
             ("aws_lambda_function", "rolls back"),
@@ -564,6 +589,12 @@ def _pipeline(stack: StackInfo, body: Mapping[str, Any]) -> tuple[str, str]:
         else ("SageMaker processing pipeline")
     )
     return f"{kind}<br/>{body.get('pipeline_name', '')}", "rect"
+
+
+def _function_variables(body: Mapping[str, Any]) -> dict[str, str]:
+    environment = body.get("environment") or {}
+    variables = environment.get("variables") if isinstance(environment, dict) else None
+    return {str(k): str(v) for k, v in (variables or {}).items()}
 
 
 def _named(prefix: str, key: str, shape: str = "rect") -> Describe:

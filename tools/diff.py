@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from environments.layer_configs import layer_configs
 from environments.loader import (
     ENVIRONMENTS_DIR,
     EnvironmentFileError,
@@ -126,9 +125,6 @@ class Normalizer:
             "{account}": environment.account_id,
             "{region}": environment.region,
             "{bucket_prefix}": environment.storage.bucket_prefix,
-            # The model and endpoint configuration names end in a digest of what is deployed,
-            # which includes the account and bucket; what it digests shows as attributes.
-            "{deployment_version}": layer_configs(environment).inference.deployment_version,
         }
         networks: dict[str, str] = {"{vpc_cidr}": environment.network.vpc_cidr}
         whole_values: dict[str, str] = {}

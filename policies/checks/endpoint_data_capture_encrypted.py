@@ -8,6 +8,14 @@ the endpoint's storage volumes must be encrypted (164.312(a)(2)(iv), GDPR Art. 3
 `kms_key_arn`, and a `data_capture_config` that is enabled (`enable_capture` not false), samples
 more than 0 %, captures both `Input` and `Output`, has a `destination_s3_uri` and a
 `kms_key_id`.
+
+The platform's endpoint configurations are created by its deployer function (runtime/deployer,
+one per approved model version, outside Terraform), so the check also judges what Terraform
+does hold: a function whose environment names both ENDPOINT_NAME and MODEL_PACKAGE_GROUP is a
+deployer, and must be given the KMS key for the endpoint's storage and captures
+(KMS_KEY_ARN), a capture destination (CAPTURE_S3_URI, s3://) and a sampling rate above 0 %
+(CAPTURE_SAMPLING_PERCENT); the deployer's code always captures both directions. Other
+functions are not judged.
 """
 
 from __future__ import annotations
@@ -31,10 +39,12 @@ class EndpointDataCaptureEncrypted(BaseResourceCheck):
             ),
             id="CKV_PHI_6",
             categories=[CheckCategories.LOGGING],
-            supported_resources=["aws_sagemaker_endpoint_configuration"],
+            supported_resources=["aws_sagemaker_endpoint_configuration", "aws_lambda_function"],
         )
 
     def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        if self.entity_type == "aws_lambda_function":
+            return self._deployer(conf)
         self.evaluated_keys = ["kms_key_arn", "data_capture_config"]
         if not is_set(scalar(conf, "kms_key_arn")):
             self.details.append("no kms_key_arn for the endpoint's storage volumes")
@@ -57,5 +67,27 @@ class EndpointDataCaptureEncrypted(BaseResourceCheck):
             self.details.append("captured data without kms_key_id")
         return CheckResult.FAILED if self.details else CheckResult.PASSED
 
+    def _deployer(self, conf: dict[str, list[Any]]) -> CheckResult:
+        variables = block(block(conf, "environment") or {}, "variables") or {}
+        if not isinstance(variables, dict) or not set(variables) >= DEPLOYER_VARIABLES:
+            return CheckResult.UNKNOWN  # not a deployer
+        self.evaluated_keys = ["environment/[0]/variables"]
+        setting = {name: scalar(variables, name) for name in variables}
+        if not is_set(setting.get("KMS_KEY_ARN")):
+            self.details.append("deployer without KMS_KEY_ARN for storage and captures")
+        if not str(setting.get("CAPTURE_S3_URI") or "").startswith("s3://"):
+            self.details.append("deployer without an s3:// CAPTURE_S3_URI")
+        try:
+            sampling = float(str(setting.get("CAPTURE_SAMPLING_PERCENT")))
+        except ValueError:
+            sampling = 0.0
+        if sampling <= 0:
+            self.details.append(
+                f"deployer samples {setting.get('CAPTURE_SAMPLING_PERCENT')!r} % of requests"
+            )
+        return CheckResult.FAILED if self.details else CheckResult.PASSED
+
+
+DEPLOYER_VARIABLES = frozenset({"ENDPOINT_NAME", "MODEL_PACKAGE_GROUP"})
 
 check = EndpointDataCaptureEncrypted()

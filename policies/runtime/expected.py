@@ -233,7 +233,11 @@ def _workload(
         ),
         monitoring_schedules=(configs.monitoring.schedule_name,),
         launch_templates=(f"{inference.name}-enclave",),
-        functions=(configs.monitoring.rollback_name, configs.detection.quarantine_name),
+        functions=(
+            configs.monitoring.rollback_name,
+            configs.inference.deployer_name,
+            configs.detection.quarantine_name,
+        ),
         fhir_datastore=fhir.datastore_name if fhir else None,
         fhir_region=fhir.region if fhir else None,
         elsewhere=elsewhere,

@@ -23,6 +23,7 @@ from policies.runtime.model import (
     Outcome,
     RuntimeCheck,
     failed,
+    not_demonstrated,
     not_emulated,
     passed,
 )
@@ -50,7 +51,12 @@ def _each_endpoint_config(
         yield names
         return
     if not names:
-        yield failed(placeholder, f"no endpoint configuration named {prefix}*")
+        # The deployer creates them when a person approves a version; an account where none
+        # was approved yet has nothing to judge, which is not evidence either way.
+        yield not_demonstrated(
+            placeholder,
+            f"no endpoint configuration named {prefix}*: no model version deployed yet",
+        )
         return
     for name in sorted(names):
         arn = context.arn("sagemaker", f"endpoint-config/{name}")

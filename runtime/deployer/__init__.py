@@ -1,0 +1,1 @@
+"""Deploys approved model versions to the endpoint (see handler.py)."""
