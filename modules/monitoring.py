@@ -444,6 +444,22 @@ class Monitoring(Construct):
                     resources=config_arns,
                 ),
                 statement(
+                    # After a switch, the schedule judges against the returned-to version's
+                    # baseline: its data-quality job definition (runtime/deployer's names).
+                    "RepointThisEndpointsMonitor",
+                    effect="Allow",
+                    actions=[
+                        "sagemaker:DescribeDataQualityJobDefinition",
+                        "sagemaker:DescribeMonitoringSchedule",
+                        "sagemaker:UpdateMonitoringSchedule",
+                    ],
+                    resources=[
+                        config.schedule_arn,
+                        f"arn:aws:sagemaker:{region}:{account}:data-quality-job-definition/"
+                        f"{endpoint_name}-dq-v*",
+                    ],
+                ),
+                statement(
                     "ListingConfigurationsHasNoResourceLevelPermissions",
                     effect="Allow",
                     actions="sagemaker:ListEndpointConfigs",

@@ -364,3 +364,64 @@ def test_unconfigured_function_changes_nothing(
     monkeypatch.delenv("ENDPOINT_NAME")
     assert handler.handle(violation_event(), None)["status"] == "misconfigured"
     assert state() == before and updates.calls == []
+
+
+# --- the monitor follows the version that serves ----------------------------------------------
+
+
+def monitor_versions(*versions: int, watching: int) -> None:
+    """Data-quality job definitions as the deployer names them, and the schedule on one."""
+    client = sagemaker()
+    for version in versions:
+        client.create_data_quality_job_definition(
+            JobDefinitionName=f"{ENDPOINT}-dq-v{version}",
+            DataQualityAppSpecification={"ImageUri": IMAGE},
+            DataQualityJobInput={
+                "EndpointInput": {"EndpointName": ENDPOINT, "LocalPath": "/opt/ml/processing/in"}
+            },
+            DataQualityJobOutputConfig={
+                "MonitoringOutputs": [
+                    {"S3Output": {"S3Uri": "s3://b/r/", "LocalPath": "/opt/ml/processing/out"}}
+                ]
+            },
+            JobResources={
+                "ClusterConfig": {
+                    "InstanceCount": 1,
+                    "InstanceType": "ml.m5.xlarge",
+                    "VolumeSizeInGB": 20,
+                }
+            },
+            RoleArn=ROLE,
+        )
+    client.create_monitoring_schedule(
+        MonitoringScheduleName=SCHEDULE,
+        MonitoringScheduleConfig={
+            "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
+            "MonitoringJobDefinitionName": f"{ENDPOINT}-dq-v{watching}",
+            "MonitoringType": "DataQuality",
+        },
+    )
+
+
+def watched_definition() -> str:
+    described = sagemaker().describe_monitoring_schedule(MonitoringScheduleName=SCHEDULE)
+    return str(described["MonitoringScheduleConfig"]["MonitoringJobDefinitionName"])
+
+
+def test_after_a_rollback_the_monitor_judges_against_that_versions_baseline(
+    updates: UpdateEndpointEmulation,
+) -> None:
+    deploy("v1", "v2")
+    monitor_versions(1, 2, watching=2)
+    assert handler.handle(violation_event(), None)["status"] == "rolled-back"
+    assert watched_definition() == f"{ENDPOINT}-dq-v1"
+
+
+def test_the_twin_without_that_versions_job_definition_the_schedule_is_left(
+    updates: UpdateEndpointEmulation,
+) -> None:
+    deploy("v1", "v2")
+    monitor_versions(2, watching=2)
+    assert handler.handle(violation_event(), None)["status"] == "rolled-back"
+    assert serving() == f"{ENDPOINT}-v1"  # the rollback itself still happens
+    assert watched_definition() == f"{ENDPOINT}-dq-v2"

@@ -9,7 +9,9 @@ Which configuration is "previous": every endpoint configuration of the endpoint 
 "<endpoint name>-<version>" (the inference layer does this). The lineage is those
 configurations ordered by creation time; the target is the newest one created before the
 configuration now serving that has not itself been rolled back from. A configuration that was
-rolled back from is tagged `phi-ml:rolled-back-by=<violation>` and never chosen again.
+rolled back from is tagged `phi-ml:rolled-back-by=<violation>` and never chosen again. The
+monitoring schedule is pointed at the data-quality job definition of the version returned to
+(`<endpoint>-dq-v<n>`, the deployer's), so the next run judges against that version's baseline.
 
 Idempotency: the violation's identity is its processing job ARN (EventBridge may deliver the
 same state change more than once, under different event ids). Before switching, the endpoint
@@ -168,10 +170,17 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
     if not violation.exit_message.startswith(VIOLATIONS_PREFIX):
         log(logging.INFO, "monitoring completed without violations", **fields)
         return result("ignored", reason="no violations", **fields)
-    return roll_back(boto3.client("sagemaker"), endpoint_name, violation.processing_job_arn)
+    return roll_back(
+        boto3.client("sagemaker"),
+        endpoint_name,
+        violation.processing_job_arn,
+        schedule_name=schedule_name,
+    )
 
 
-def roll_back(sagemaker: Any, endpoint_name: str, violation_id: str) -> dict[str, Any]:
+def roll_back(
+    sagemaker: Any, endpoint_name: str, violation_id: str, *, schedule_name: str | None = None
+) -> dict[str, Any]:
     fields = {"endpoint": endpoint_name, "violation": violation_id}
     try:
         endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
@@ -198,6 +207,7 @@ def roll_back(sagemaker: Any, endpoint_name: str, violation_id: str) -> dict[str
         # Recorded but the switch did not happen (an earlier attempt failed): finish it.
         log(logging.WARNING, "finishing a recorded rollback", current=current, to=target, **fields)
         sagemaker.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=target)
+        repoint_monitor(sagemaker, schedule_name, endpoint_name, target, fields)
         return result("rolled-back", rolled_back_from=current, rolled_back_to=target, **fields)
 
     if status != "InService":
@@ -230,6 +240,7 @@ def roll_back(sagemaker: Any, endpoint_name: str, violation_id: str) -> dict[str
         Tags=[{"Key": TAG_ROLLED_BACK_BY, "Value": violation_id}],
     )
     sagemaker.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=previous)
+    repoint_monitor(sagemaker, schedule_name, endpoint_name, previous, fields)
     log(logging.WARNING, "rolled back", rolled_back_from=current, rolled_back_to=previous, **fields)
     return result("rolled-back", rolled_back_from=current, rolled_back_to=previous, **fields)
 
@@ -261,3 +272,41 @@ def tags_of(sagemaker: Any, arn: str) -> dict[str, str]:
     for page in sagemaker.get_paginator("list_tags").paginate(ResourceArn=arn):
         tags.update({tag["Key"]: tag["Value"] for tag in page["Tags"]})
     return tags
+
+
+def repoint_monitor(
+    sagemaker: Any,
+    schedule_name: str | None,
+    endpoint_name: str,
+    configuration: str,
+    fields: dict[str, Any],
+) -> None:
+    """Point the schedule at the data-quality job definition of the version now serving
+    (runtime/deployer names it <endpoint>-dq-v<n> for configuration <endpoint>-v<n>), so the
+    monitor judges traffic against that version's own baseline. Best effort: without such a
+    definition (a configuration the deployer did not create) the schedule is left, and said."""
+    version = configuration.removeprefix(f"{endpoint_name}-v")
+    if not schedule_name or not version.isdigit() or version == configuration:
+        log(logging.WARNING, "monitor not repointed: not a deployer version", **fields)
+        return
+    definition = f"{endpoint_name}-dq-v{version}"
+    try:
+        sagemaker.describe_data_quality_job_definition(JobDefinitionName=definition)
+        schedule = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=schedule_name)
+    except ClientError as error:
+        log(
+            logging.WARNING,
+            "monitor not repointed: job definition or schedule missing",
+            job_definition=definition,
+            error=error.response.get("Error", {}).get("Code"),
+            **fields,
+        )
+        return
+    config = dict(schedule["MonitoringScheduleConfig"])
+    if config.get("MonitoringJobDefinitionName") == definition:
+        return
+    config["MonitoringJobDefinitionName"] = definition
+    sagemaker.update_monitoring_schedule(
+        MonitoringScheduleName=schedule_name, MonitoringScheduleConfig=config
+    )
+    log(logging.WARNING, "monitor repointed", job_definition=definition, **fields)
