@@ -10,6 +10,7 @@ from cdktf import TerraformResourceLifecycle, Token
 from constructs import Construct
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from ml.sagemaker_paths import MODEL_ARCHIVE
 from modules import aws
 from modules.config import LayerConfig
 from modules.iam_statements import (
@@ -165,7 +166,6 @@ NAME_PART = r"^[a-z0-9](?:-?[a-z0-9])*$"
 # "phi-ml-" + environment + "-" + model name + "-dq-v" + a 6-digit registry version (the
 # deployer's longest name, its data-quality job definition) must fit SageMaker's 63.
 MAX_ENVIRONMENT_AND_MODEL_NAME = 44
-MODEL_ARCHIVE = "model.tar.gz"  # what SageMaker uploads a training job's /opt/ml/model as
 
 
 class InferenceConfig(LayerConfig):
@@ -352,7 +352,6 @@ class Inference(Construct):
                 *sagemaker_vpc_interface_statements(config.region, config.account_id, vpc_id),
             ),
         )
-        self.model_execution_role_name: str = role.name
         self.model_subnet_ids: list[str] = subnet_ids
         # What serves is the deployer's to create (modules/deployment.py): a model, endpoint
         # configuration and endpoint per approved registry version. Terraform creates none of
