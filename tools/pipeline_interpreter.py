@@ -468,12 +468,17 @@ class PipelineInterpreter:
                 raise StepFailedError(f"input {item.get('InputName')}: no objects under {uri}")
             if source.get("S3DataDistributionType") == "ShardedByS3Key":
                 keys = keys[index::instances]
-            _, prefix = split_uri(uri)
             target = _local(root, source["LocalPath"])
             target.mkdir(parents=True, exist_ok=True)
-            for key in keys:
-                relative = key[len(prefix) :].lstrip("/") or PurePosixPath(key).name
-                self.store.download(uri, key, target / relative)
+            self._download(uri, keys, target)
+
+    def _download(self, uri: str, keys: list[str], target: Path) -> None:
+        """S3Prefix semantics: each object at its key relative to the prefix (an object whose
+        key is the prefix itself lands under its own name)."""
+        _, prefix = split_uri(uri)
+        for key in keys:
+            relative = key[len(prefix) :].lstrip("/") or PurePosixPath(key).name
+            self.store.download(uri, key, target / relative)
 
     def _upload(self, folder: Path, uri: str) -> None:
         base = uri.rstrip("/")
@@ -515,11 +520,7 @@ class PipelineInterpreter:
             keys = self.store.keys(uri)
             if not keys:
                 raise StepFailedError(f"channel {channel['ChannelName']}: no objects under {uri}")
-            _, prefix = split_uri(uri)
-            target = job_input / "data" / channel["ChannelName"]
-            for key in keys:
-                relative = key[len(prefix) :].lstrip("/") or PurePosixPath(key).name
-                self.store.download(uri, key, target / relative)
+            self._download(uri, keys, job_input / "data" / channel["ChannelName"])
             channels[channel["ChannelName"]] = {
                 "ContentType": channel.get("ContentType", ""),
                 "TrainingInputMode": "File",
