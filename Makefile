@@ -33,8 +33,15 @@ export PHI_PROVIDER_MIRROR
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 PATIENTS ?=
+PACKAGE ?=
+LINEAGE_FORMAT ?=
 
-.PHONY: help setup synth synth-local validate plan features e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
+# The commit and repository the synthesized pipeline records on every model version it
+# registers (MetadataProperties); without them a version says `unrecorded`. The URL loses any
+# credentials it carries (https://user:token@host/...); a clone without a remote names itself.
+SOURCE_REVISION = PHI_SOURCE_COMMIT="$$(git rev-parse HEAD 2>/dev/null)" PHI_SOURCE_REPOSITORY="$$( (git config --get remote.origin.url 2>/dev/null || echo "file://$(CURDIR)") | sed -E 's|//[^/@]*@|//|')"
+
+.PHONY: help setup synth synth-local validate plan features ml-demo lineage e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +80,15 @@ diagram: synth ## the architecture diagram (Mermaid) generated from OUT's stacks
 features: ## FHIR export -> feature builder -> feature groups of ENV (default dev) on the emulator: reports/features/<env>/
 	$(MAKE) --no-print-directory synth-local ENV="$(or $(ENV),dev)"
 	$(PY) -m tools.features $(or $(ENV),dev) --out $(LOCAL_OUT) --reports $(REPORTS)/features $(if $(PATIENTS),--patients $(PATIENTS))
+
+# The model loop without an AWS account: the synthesized pipelines interpreted step by step
+# against moto, approval, the deployer, drift, the rollback function, lineage.
+ml-demo: ## feature build -> training -> approval -> deploy -> drift -> rollback -> lineage for ENV (default dev) on the emulator: reports/ml/<env>/run.json
+	$(SOURCE_REVISION) $(MAKE) --no-print-directory synth-local ENV="$(or $(ENV),dev)"
+	$(PY) -m tools.ml_demo $(or $(ENV),dev) --out $(LOCAL_OUT) --reports $(REPORTS)/ml $(if $(PATIENTS),--patients $(PATIENTS))
+
+lineage: $(STAMP) ## read-only: the chain of the version ENV's endpoint serves (or PACKAGE=<arn|version>): manifest, feature build, run, images, metrics, approval, rollbacks
+	$(PY) -m tools.lineage $(or $(ENV),dev) $(if $(PACKAGE),--package $(PACKAGE)) $(if $(LINEAGE_FORMAT),--format $(LINEAGE_FORMAT)) $(if $(PROFILE),--profile $(PROFILE))
 
 # The whole deploy loop without an AWS account: moto on loopback, apply every stack of the
 # environment in dependency order, the runtime evidence checks, destroy, nothing left behind.
@@ -122,10 +138,11 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 test: lint ## lint, then every test (constructs, environments, synth, terraform validate, moto plan)
 	$(VENV)/bin/pytest
 
-demo: ## the whole story on the embedded default: synth, validate, scan, features and e2e (dev on moto), report
+demo: ## the whole story on the embedded default: synth, validate, scan, features, the model loop and e2e (dev on moto), report
 	$(MAKE) --no-print-directory validate
 	$(PY) -m policies.gate --out $(OUT) --results $(SCAN_RESULTS)
 	$(MAKE) --no-print-directory features ENV=dev
+	$(MAKE) --no-print-directory ml-demo ENV=dev
 	$(MAKE) --no-print-directory e2e ENV=dev
 	$(MAKE) --no-print-directory report
 	@echo "demo complete: evidence report in $(REPORTS)/evidence.html (and $(REPORTS)/evidence.md)"

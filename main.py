@@ -25,6 +25,7 @@ from environments.loader import (
     display_path,
     load_environments,
 )
+from environments.source import source_revision
 from environments.target import Target
 
 DEFAULT_OUTDIR = "cdktf.out"
@@ -43,6 +44,7 @@ def synthesize(
 ) -> list[str]:
     """Validate, synthesize into a temporary directory, then swap it into place."""
     target = Target.from_environment()
+    source = source_revision(os.environ)
     # Every environment is validated, whichever are synthesized: the organization's stacks
     # depend on all of them (its trail records every environment's data buckets).
     environments = load_environments(None, environments_dir)
@@ -64,7 +66,11 @@ def synthesize(
     outdir.parent.mkdir(parents=True, exist_ok=True)
     try:
         app = build_app(
-            environments, selected=set(names) or None, outdir=str(staging), target=target
+            environments,
+            selected=set(names) or None,
+            outdir=str(staging),
+            target=target,
+            source=source,
         )
         app.synth()
         stacks = sorted(p.name for p in (staging / "stacks").iterdir())

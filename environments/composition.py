@@ -36,7 +36,7 @@ from modules.keys import (
 )
 from modules.monitoring import Monitoring
 from modules.network import Network
-from modules.pipelines import Pipelines
+from modules.pipelines import Pipelines, SourceRevision
 from modules.registry import Registry
 from modules.security_alarms import SecurityAlarms, SecurityAlarmsConfig, alarm_name_prefix
 from modules.storage import HardenedBucket, HardenedBucketConfig, Storage
@@ -99,6 +99,7 @@ class StackContext:
     organization: OrganizationEnvironment
     target: Target
     configs: LayerConfigs
+    source: SourceRevision
 
 
 class BackendStack(TerraformStack):
@@ -286,19 +287,6 @@ class MlStack(PlatformStack):
         self.registry = Registry(
             self, "registry", config=configs.registry, notification_key=keys.ml_artifacts
         )
-        self.pipelines = Pipelines(
-            self,
-            "pipelines",
-            config=configs.pipeline,
-            ml_key=keys.ml_artifacts,
-            feature_key=keys.feature_store,
-            artifacts_bucket=storage.ml_artifacts,
-            raw_bucket_name=storage.raw.bucket_name,
-            raw_bucket_arn=storage.raw.bucket_arn,
-            offline_bucket_arn=storage.feature_offline.bucket_arn,
-            vpc_id=vpc_id,
-            subnet_ids=subnet_ids,
-        )
         self.feature_build = FeatureBuild(
             self,
             "feature-build",
@@ -311,6 +299,19 @@ class MlStack(PlatformStack):
             resolved_output_s3_uris=data.features.resolved_output_s3_uris,
             vpc_id=vpc_id,
             subnet_ids=subnet_ids,
+        )
+        self.pipelines = Pipelines(
+            self,
+            "pipelines",
+            config=configs.pipeline,
+            ml_key=keys.ml_artifacts,
+            feature_key=keys.feature_store,
+            artifacts_bucket=storage.ml_artifacts,
+            features_pipeline_arn=self.feature_build.pipeline_arn,
+            offline_bucket_arn=storage.feature_offline.bucket_arn,
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
+            source=context.source,
         )
         self.inference = Inference(
             self,
@@ -585,6 +586,7 @@ def build_app(
     selected: set[str] | None,
     outdir: str,
     target: Target,
+    source: SourceRevision,
 ) -> App:
     """Compose the organization's stacks and those of the selected workload environments (all
     when None). Every environment is given, selected or not: the organization trail records
@@ -610,7 +612,9 @@ def build_app(
     for environment in workloads:
         if selected is not None and environment.name not in selected:
             continue
-        context = StackContext(environment, organization, target, layer_configs(environment))
+        context = StackContext(
+            environment, organization, target, layer_configs(environment), source
+        )
         data = DataStack(app, f"{environment.name}-data", context=context)
         data.add_dependency(governance)
         if context.configs.fhir is not None:

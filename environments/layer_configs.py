@@ -237,7 +237,6 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         training_instance_type=ml.pipeline.training_instance_type,
         metric_name=ml.pipeline.metric_name,
         metric_threshold=ml.pipeline.metric_threshold,
-        trigger_prefix=ml.pipeline.trigger_prefix,
         offline_store_uri=offline_store_uri,
         feature_groups=tuple(group.name for group in features.groups),
         feature_spec_key=feature_spec_key(features_pipeline_name(ml.pipeline.name)),
@@ -292,6 +291,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
                 f"enclave_{name}": f"ml.inference.enclave.{name}"
                 for name in type(enclave).model_fields
             },
+            "key_administrators": "keys.administrators",
         },
         **common,
         model_name=model_name,
@@ -308,15 +308,24 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         enclave_max_size=enclave.max_size,
         enclave_desired_capacity=enclave.desired_capacity,
         enclave_target_cpu_percent=enclave.target_cpu_percent,
+        enclave_image_sha384=enclave.image_sha384,
+        enclave_memory_mib=enclave.memory_mib,
+        enclave_cpu_count=enclave.cpu_count,
+        # The patient-token key lives with its only user, the enclave host role.
+        key_administrators=(*env.keys.administrators, env.deployment_role_arn),
         vpc_cidr=env.network.vpc_cidr,
         production=env.production,
     )
     monitoring = _build(
         MonitoringConfig,
         "ml.monitoring",
-        {name: f"ml.monitoring.{name}" for name in type(ml.monitoring).model_fields},
+        {
+            **{name: f"ml.monitoring.{name}" for name in type(ml.monitoring).model_fields},
+            "model_package_group": "ml.pipeline.model_package_group",
+        },
         **common,
         model_name=model_name,
+        model_package_group=pipeline.model_package_group_name,
         monitor_image=ml.monitoring.monitor_image,
         instance_type=ml.monitoring.instance_type,
         schedule_expression=ml.monitoring.schedule_expression,
@@ -366,6 +375,8 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
             monitoring.rollback_name,
             # Creates the endpoint configurations and job definitions encrypted with the key.
             inference.deployer_name,
+            # Fetches the enclave image from the artifacts bucket (through S3 only).
+            inference.enclave_host_role_name,
             # Launches the enclave hosts, whose volumes are encrypted with the ML key...
             AUTOSCALING_SERVICE_LINKED_ROLE,
             # ...which GuardDuty's malware protection must read to scan them.

@@ -309,7 +309,6 @@ class PipelineSettings(_Model):
     training_instance_type: str
     metric_name: str
     metric_threshold: float
-    trigger_prefix: str
     max_runtime_seconds: int
     # Strict: a YAML `true` is not 1, and "200" is not a number here.
     hyperparameters: dict[str, StrictInt | StrictFloat | StrictStr]
@@ -326,6 +325,11 @@ class EnclaveSettings(_Model):
     max_size: int
     desired_capacity: int
     target_cpu_percent: int
+    # PCR0 of the patient-token enclave image, as `nitro-cli build-enclave` prints it (CI's
+    # image build records it); the patient-token key decrypts only for that image.
+    image_sha384: str
+    memory_mib: int
+    cpu_count: int
 
 
 class InferenceSettings(_Model):

@@ -6,7 +6,8 @@ that gates and documents it.
 It runs in a SageMaker Processing container (the sagemaker-xgboost 3.0-5 image: xgboost 3.0.5,
 scikit-learn 1.5.2), so its defaults are the Processing paths: --model holds the training job's
 model.tar.gz (inside it `xgboost-model`, written by Booster.save_model), --dataset holds the
-preprocess step's manifest.json and test.csv, and evaluation.json is written to --output.
+preprocess step's manifest.json and test.csv, and evaluation.json is written to --output
+(with model-digest.json: the sha256 of the archive it scored).
 
 The report has the schema of Model Monitor's model-quality statistics for binary classification
 (https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html), so
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -45,6 +47,8 @@ from ml.dataset_splits import SplitError, read_split
 from ml.sagemaker_paths import (
     DATASET_MANIFEST,
     EVALUATION_REPORT,
+    MODEL_ARCHIVE,
+    MODEL_DIGEST,
     PROCESSING_INPUT,
     PROCESSING_OUTPUT,
 )
@@ -322,13 +326,30 @@ def evaluate(model: Path, dataset: Path, output: Path, *, threshold: float = 0.5
     # allow_nan=False: every value of a two-class split is defined, and a NaN would be invalid JSON
     # for the registry and the condition step.
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
-    try:
-        _write_atomically(output / EVALUATION_REPORT, text)
-    except OSError as problem:
-        raise EvaluationError(
-            f"{output / EVALUATION_REPORT}: cannot be written ({problem.strerror})"
-        ) from None
+    outputs = [(EVALUATION_REPORT, text)]
+    if (model / MODEL_ARCHIVE).is_file():
+        # What was scored, by digest: the registry records it, and promotion to another
+        # account copies the archive only if its bytes still hash to it. (A folder holding
+        # the Booster file itself, as in a local check, has no archive to name.)
+        digest = {"model_archive_sha256": archive_sha256(model)}
+        outputs.append((MODEL_DIGEST, json.dumps(digest, indent=2) + "\n"))
+    for name, content in outputs:
+        try:
+            _write_atomically(output / name, content)
+        except OSError as problem:
+            raise EvaluationError(
+                f"{output / name}: cannot be written ({problem.strerror})"
+            ) from None
     return report
+
+
+def archive_sha256(model: Path) -> str:
+    """sha256 (hex) of the model archive in the --model folder, as SageMaker delivered it."""
+    hasher = hashlib.sha256()
+    with (model / MODEL_ARCHIVE).open("rb") as archive:
+        for block in iter(lambda: archive.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
 
 
 def _probability(value: str) -> float:

@@ -44,6 +44,9 @@ DATASET_MANIFEST: Final = "manifest.json"
 DATASET_DIGEST: Final = "dataset-digest.json"
 SPLIT_FILES: Final = {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"}
 EVALUATION_REPORT: Final = "evaluation.json"
+# {"model_archive_sha256": ...}: the digest of the archive Evaluate scored, beside the report
+# (not inside it: the report keeps Model Monitor's model-quality schema the registry renders).
+MODEL_DIGEST: Final = "model-digest.json"
 BASELINE_STATISTICS: Final = "statistics.json"
 BASELINE_CONSTRAINTS: Final = "constraints.json"
 

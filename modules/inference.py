@@ -1,4 +1,13 @@
-"""Real-time inference: a private SageMaker endpoint and Graviton Nitro Enclave hosts."""
+"""Real-time inference: a private SageMaker endpoint and Graviton Nitro Enclave hosts.
+
+The endpoint sees only patient tokens, never identifiers. The parent service on each Graviton
+host replaces identifiers with tokens (deterministic, authenticated encryption under a data
+key that exists in clear only inside the Nitro Enclave) before a request reaches SageMaker,
+and has the enclave re-identify the tokens of the response. The data key is wrapped by the
+patient-token KMS key, whose policy lets the host role decrypt only with an attestation
+document of the configured enclave image (PCR0): neither the host, its operators, the
+endpoint nor its captured data can turn a token back into a patient.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +15,21 @@ import ipaddress
 import re
 from typing import Annotated
 
-from cdktf import TerraformResourceLifecycle, Token
+from cdktf import Fn, TerraformResourceLifecycle, Token
 from constructs import Construct
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from ml.enclave import contract as enclave_contract
 from ml.sagemaker_paths import MODEL_ARCHIVE
 from modules import aws
 from modules.config import LayerConfig
+from modules.enclave_bootstrap import EnclaveBootstrapConfig, render
 from modules.iam_statements import (
     ECR_IMAGE,
     ecr_pull_statements,
     sagemaker_vpc_interface_statements,
 )
-from modules.keys import CustomerManagedKey
+from modules.keys import CustomerManagedKey, EnclaveKeyConfig, KeyPurpose
 from modules.policy import assume_role_policy, policy_document, statement
 from modules.storage import HardenedBucket
 
@@ -91,6 +102,42 @@ def graviton_enclave_instance_type(value: str) -> str:
 
 
 GravitonEnclaveInstanceType = Annotated[str, AfterValidator(graviton_enclave_instance_type)]
+
+# What an accepted host type offers: on Graviton one vCPU is one core, 4 vCPUs per "xlarge";
+# memory per vCPU by family. The parent keeps 2 vCPUs and 2 GiB (vsock proxy, parent service,
+# SSM agent); the enclave may have the rest.
+_GIB_PER_VCPU = {"c": 2, "m": 4, "r": 8}
+PARENT_VCPUS = 2
+PARENT_MEMORY_MIB = 2048
+
+
+def host_vcpus_and_memory_mib(instance_type: str) -> tuple[int, int]:
+    """vCPUs and MiB of an accepted Graviton enclave host type (graviton_enclave_instance_type)."""
+    family, size = instance_type.split(".")
+    multiplier = int(size.removesuffix("xlarge") or "1")
+    vcpus = 4 * multiplier
+    return vcpus, vcpus * _GIB_PER_VCPU[family[0]] * 1024
+
+
+def image_sha384(value: str) -> str:
+    """The enclave image measurement as nitro-cli prints it: PCR0, a SHA-384 in lower-case hex
+    (AfterValidator)."""
+    if isinstance(value, str) and enclave_contract.SHA384_HEX.match(value):
+        return value
+    text = value if isinstance(value, str) else ""
+    if len(text) != 96:
+        found = f"got {len(text)} characters"
+    elif text != text.lower():
+        found = "got it in upper case"
+    else:
+        found = "got characters that are not hexadecimal"
+    raise ValueError(
+        "the enclave image measurement must be PCR0 of `nitro-cli build-enclave`: 96 "
+        f"lower-case hex characters (SHA-384); {found}"
+    )
+
+
+ImageSha384 = Annotated[str, AfterValidator(image_sha384)]
 
 # --- container images ------------------------------------------------------------------------
 
@@ -194,6 +241,15 @@ class InferenceConfig(LayerConfig):
     enclave_ami_ssm_parameter: str = Field(
         default=AL2023_ARM64_AMI_PARAMETER, pattern=r"^/[A-Za-z0-9_./-]+arm64$"
     )
+    # The patient-token enclave: the image measurement the key admits (CI's image build
+    # records it, ml/enclave/measure.py) and what the enclave takes from its host. Unset only
+    # where a layer is built without the enclave application (hosts that run no enclave and
+    # get no key); every environment file sets it (environments/schema.py requires it).
+    enclave_image_sha384: ImageSha384 | None = None
+    enclave_memory_mib: int = Field(default=2048, ge=512)
+    enclave_cpu_count: int = Field(default=2, ge=1)
+    # Who manages the patient-token key (never decrypts with it).
+    key_administrators: tuple[str, ...] = ()
     vpc_cidr: str
     production: bool
 
@@ -216,6 +272,19 @@ class InferenceConfig(LayerConfig):
                 f"{self.enclave_min_size} <= {self.enclave_desired_capacity} <= "
                 f"{self.enclave_max_size}"
             )
+        vcpus, memory_mib = host_vcpus_and_memory_mib(self.enclave_instance_type)
+        if self.enclave_cpu_count > vcpus - PARENT_VCPUS:
+            raise ValueError(
+                f"enclave cpu_count {self.enclave_cpu_count} leaves the parent fewer than "
+                f"{PARENT_VCPUS} of {self.enclave_instance_type}'s {vcpus} vCPUs"
+            )
+        if self.enclave_memory_mib > memory_mib - PARENT_MEMORY_MIB:
+            raise ValueError(
+                f"enclave memory_mib {self.enclave_memory_mib} leaves the parent less than "
+                f"{PARENT_MEMORY_MIB} of {self.enclave_instance_type}'s {memory_mib} MiB"
+            )
+        if self.enclave_image_sha384 is not None and not self.key_administrators:
+            raise ValueError("the patient-token key needs key_administrators")
         if self.production and "@sha256:" not in self.inference_image:
             # Change control: production serves exactly the image that was validated.
             raise ValueError("production inference_image must be pinned by @sha256: digest")
@@ -229,6 +298,19 @@ class InferenceConfig(LayerConfig):
     def model_role_name(self) -> str:
         """Fixed, so the ML key's policy can admit the role before it exists."""
         return f"{self.name}-model"
+
+    @property
+    def enclave_host_role_name(self) -> str:
+        """Fixed, so the ML key's policy can admit the host role before it exists."""
+        return f"{self.name}-enclave"
+
+    @property
+    def enclave_host_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{self.enclave_host_role_name}"
+
+    @property
+    def patient_token_key_alias(self) -> str:
+        return enclave_contract.patient_token_key_alias(self.environment)
 
     @property
     def endpoint_arn(self) -> str:
@@ -254,7 +336,10 @@ class Inference(Construct):
     private subnets, storage and captures encrypted with the ML key. Sensitive pre- and
     post-processing runs on Graviton hosts whose launch template enables Nitro Enclaves,
     requires IMDSv2 with a hop limit of 1, encrypts EBS with the ML key and gives no public IP;
-    operators reach them only through Systems Manager.
+    operators reach them only through Systems Manager. With an enclave image configured, each
+    host boots the measured image in production mode (modules/enclave_bootstrap.py), and the
+    patient-token key decrypts for that image's attestation only: the endpoint is sent tokens,
+    and re-identification happens nowhere but inside the enclave.
     """
 
     def __init__(
@@ -279,7 +364,13 @@ class Inference(Construct):
             vpc_id=vpc_id,
             subnet_ids=subnet_ids,
         )
-        self._enclave_hosts(config, ml_key=ml_key, vpc_id=vpc_id, subnet_ids=subnet_ids)
+        self._enclave_hosts(
+            config,
+            ml_key=ml_key,
+            bucket=capture_bucket,
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
+        )
 
     def _model_identity(
         self,
@@ -366,10 +457,11 @@ class Inference(Construct):
         config: InferenceConfig,
         *,
         ml_key: CustomerManagedKey,
+        bucket: HardenedBucket,
         vpc_id: str,
         subnet_ids: list[str],
     ) -> None:
-        name = f"{config.name}-enclave"
+        name = config.enclave_host_role_name
         self.enclave_security_group = https_only_security_group(
             self,
             "enclave-security-group",
@@ -390,6 +482,7 @@ class Inference(Construct):
             self, "enclave-host-ssm", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_CORE
         )
         profile = aws.IamInstanceProfile(self, "enclave-host-profile", name=name, role=role.name)
+        user_data = self._patient_token_enclave(config, role=role, ml_key=ml_key, bucket=bucket)
         ami = aws.DataAwsSsmParameter(self, "enclave-ami", name=config.enclave_ami_ssm_parameter)
         tags = {"Name": name, "phi-ml:role": "nitro-enclave-host"}
         self.launch_template = aws.LaunchTemplate(
@@ -429,6 +522,7 @@ class Inference(Construct):
                 )
             ],
             iam_instance_profile=aws.LaunchTemplateIamInstanceProfile(arn=profile.arn),
+            user_data=user_data,
             monitoring=aws.LaunchTemplateMonitoring(enabled=True),
             tag_specifications=[
                 aws.LaunchTemplateTagSpecifications(resource_type=kind, tags=tags)
@@ -437,6 +531,7 @@ class Inference(Construct):
             tags=tags,
         )
         self.launch_template_id: str = self.launch_template.id
+        self.enclave_host_role_arn: str = role.arn
         group = aws.AutoscalingGroup(
             self,
             "enclave-hosts",
@@ -484,3 +579,82 @@ class Inference(Construct):
                 ),
             ),
         )
+
+    def _patient_token_enclave(
+        self,
+        config: InferenceConfig,
+        *,
+        role: aws.IamRole,
+        ml_key: CustomerManagedKey,
+        bucket: HardenedBucket,
+    ) -> str | None:
+        """The key only the measured enclave decrypts with, what the host may fetch, and the
+        host's bootstrap (base64 user data); None when no enclave image is configured."""
+        self.patient_token_key: CustomerManagedKey | None = None
+        measurement = config.enclave_image_sha384
+        if measurement is None:
+            return None
+        key = CustomerManagedKey(
+            self,
+            "patient-token-key",
+            config=EnclaveKeyConfig(
+                purpose=KeyPurpose.PATIENT_TOKENS,
+                alias=config.patient_token_key_alias,
+                account_id=config.account_id,
+                region=config.region,
+                administrators=config.key_administrators,
+                enclave_role=config.enclave_host_role_arn,
+                image_sha384=measurement,
+                prevent_destroy=config.production,
+            ),
+        )
+        # KMS refuses a key policy naming a role that does not exist yet.
+        key.key.depends_on = [f"{role.terraform_resource_type}.{role.friendly_unique_id}"]
+        self.patient_token_key = key
+        objects = [
+            f"{bucket.bucket_arn}/{enclave_contract.image_object(measurement)}",
+            f"{bucket.bucket_arn}/{enclave_contract.parent_archive_object(measurement)}",
+            f"{bucket.bucket_arn}/{enclave_contract.WRAPPED_DATA_KEY_OBJECT}",
+        ]
+        aws.IamRolePolicy(
+            self,
+            "enclave-host-artifacts",
+            name="fetch-the-measured-enclave-image",
+            role=role.id,
+            policy=policy_document(
+                statement(
+                    "ReadTheMeasuredImageItsParentAndTheWrappedDataKey",
+                    effect="Allow",
+                    actions="s3:GetObject",
+                    resources=objects,
+                ),
+                statement(
+                    # The artifacts bucket is encrypted with the ML key; the host reads
+                    # through S3 only, and the patient-token key needs no IAM grant (its key
+                    # policy names the role, and only its attested requests succeed).
+                    "DecryptTheArtifactsThroughS3Only",
+                    effect="Allow",
+                    actions="kms:Decrypt",
+                    resources=ml_key.key_arn,
+                    condition={
+                        "StringEquals": {"kms:ViaService": f"s3.{config.region}.amazonaws.com"}
+                    },
+                ),
+            ),
+        )
+        script = render(
+            EnclaveBootstrapConfig(
+                environment=config.environment,
+                account_id=config.account_id,
+                region=config.region,
+                image_sha384=measurement,
+                memory_mib=config.enclave_memory_mib,
+                cpu_count=config.enclave_cpu_count,
+                # The literal name, not a reference: the script is a literal string.
+                artifacts_bucket=bucket.config.name,
+                endpoint_name=config.name,
+            )
+        )
+        # Encoded by Terraform, not here: the synthesized template shows the script as text,
+        # so a reviewer reads it and a promotion diff normalizes its names like any value.
+        return Fn.base64encode(Fn.raw_string(script))

@@ -56,6 +56,8 @@ class KeyPurpose(StrEnum):
     TERRAFORM_STATE = "terraform-state"
     AUDIT = "audit"
     ALERTS = "alerts"
+    # Re-identification of patient tokens: decrypts only inside the measured Nitro Enclave.
+    PATIENT_TOKENS = "patient-tokens"
 
 
 class ServiceUse(StrEnum):
@@ -287,10 +289,94 @@ def _service_statement(use: ServiceUse, account_id: str, region: str) -> Stateme
     )
 
 
+# --- a key only an attested Nitro Enclave can use ----------------------------------------
+#
+# AWS KMS compares the enclave's signed attestation document (the `Recipient` parameter) with
+# kms:RecipientAttestation:ImageSha384, the image measurement PCR0, and answers with the
+# plaintext encrypted to the enclave's own public key. A request without an attestation
+# document has no such key, so the condition fails and nothing is allowed.
+ENCLAVE_RECIPIENT_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateRandom"]
+# Everything that yields plaintext, or turns a chosen plaintext into a ciphertext the enclave
+# would accept (a key substitution), for anyone not presenting the measured image.
+ENCLAVE_ONLY_ACTIONS = [
+    "kms:Decrypt",
+    "kms:DeriveSharedSecret",
+    "kms:Encrypt",
+    "kms:GenerateDataKey*",
+    "kms:GenerateRandom",
+    "kms:ReEncrypt*",
+]
+IMAGE_SHA384_KEY = "kms:RecipientAttestation:ImageSha384"
+_SHA384_HEX = re.compile(r"^[0-9a-f]{96}$")
+
+
+class EnclaveKeyConfig(LayerConfig):
+    """A key with administrators and one attested enclave as its only user."""
+
+    purpose: KeyPurpose
+    alias: str = Field(pattern=r"^alias/[A-Za-z0-9/_-]+$")
+    account_id: str
+    region: str
+    administrators: tuple[str, ...] = Field(min_length=1)
+    # The parent instance's role: its credentials sign the enclave's requests, and only the
+    # attestation document inside them makes the request succeed.
+    enclave_role: str = Field(pattern=r"^arn:aws:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$")
+    image_sha384: str
+    prevent_destroy: bool = False
+
+    @model_validator(mode="after")
+    def _measured_and_separated(self) -> EnclaveKeyConfig:
+        if not _SHA384_HEX.match(self.image_sha384):
+            raise ValueError("image_sha384 must be 96 lower-case hex characters (PCR0)")
+        if self.enclave_role in self.administrators:
+            raise ValueError(f"{self.enclave_role} cannot both administer and use a key")
+        return self
+
+
+def enclave_key_policy(config: EnclaveKeyConfig) -> str:
+    """Administrators manage and never use; the enclave role decrypts and generates only with
+    the measured image's attestation; everyone else, whatever a later statement or grant
+    says, is denied every operation that yields or plants plaintext."""
+    measured = {IMAGE_SHA384_KEY: config.image_sha384}
+    return policy_document(
+        statement(
+            "KeyAdministratorsManageButCannotUse",
+            effect="Allow",
+            principal={"AWS": sorted(set(config.administrators))},
+            actions=KEY_ADMINISTRATION_ACTIONS,
+            resources="*",
+        ),
+        statement(
+            "OnlyTheMeasuredEnclaveDecryptsAndGenerates",
+            effect="Allow",
+            principal={"AWS": config.enclave_role},
+            actions=ENCLAVE_RECIPIENT_ACTIONS,
+            resources="*",
+            # IgnoreCase, as AWS documents for this key: nitro-cli prints lower case, but a
+            # hand-copied upper-case value must not silently lock the enclave out.
+            condition={"StringEqualsIgnoreCase": measured},
+        ),
+        statement(
+            "NobodyElseGetsPlaintext",
+            effect="Deny",
+            principal={"AWS": "*"},
+            actions=ENCLAVE_ONLY_ACTIONS,
+            resources="*",
+            condition={"StringNotEqualsIgnoreCase": measured},
+        ),
+    )
+
+
 class CustomerManagedKey(Construct):
     """A symmetric KMS key with yearly rotation, a 30-day deletion window and an alias."""
 
-    def __init__(self, scope: Construct, id_: str, *, config: CustomerManagedKeyConfig) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: CustomerManagedKeyConfig | EnclaveKeyConfig,
+    ) -> None:
         super().__init__(scope, id_)
         self.config = config
         self.key = aws.KmsKey(
@@ -304,7 +390,11 @@ class CustomerManagedKey(Construct):
             customer_master_key_spec="SYMMETRIC_DEFAULT",
             is_enabled=True,
             multi_region=False,
-            policy=key_policy(config),
+            policy=(
+                enclave_key_policy(config)
+                if isinstance(config, EnclaveKeyConfig)
+                else key_policy(config)
+            ),
             tags={"key-purpose": config.purpose.value},
             lifecycle=(
                 TerraformResourceLifecycle(prevent_destroy=True) if config.prevent_destroy else None

@@ -69,6 +69,9 @@ class MonitoringConfig(LayerConfig):
     # Names the schedule, job definition, function and roles after the endpoint they watch:
     # the same model_name as the inference layer's.
     model_name: str = Field(pattern=NAME_PART)
+    # The registry group whose versions the endpoint serves: a rollback rejects the drifted
+    # version there (and may set no other status).
+    model_package_group: str = Field(pattern=r"^[a-z0-9](-?[a-z0-9])*$", max_length=63)
     # The Model Monitor analyzer image is published per region by AWS (its account differs by
     # region), so it is configuration, never derived here.
     monitor_image: EcrImage
@@ -414,6 +417,9 @@ class Monitoring(Construct):
             assume_role_policy=assume_role_policy("lambda.amazonaws.com", account),
         )
         config_arns = f"arn:aws:sagemaker:{region}:{account}:endpoint-config/{endpoint_name}-*"
+        package_arns = (
+            f"arn:aws:sagemaker:{region}:{account}:model-package/{config.model_package_group}/*"
+        )
         aws.IamRolePolicy(
             self,
             "rollback-policy",
@@ -458,6 +464,21 @@ class Monitoring(Construct):
                         f"arn:aws:sagemaker:{region}:{account}:data-quality-job-definition/"
                         f"{endpoint_name}-dq-v*",
                     ],
+                ),
+                statement(
+                    # The registry's history of a rollback: the drifted version is Rejected,
+                    # never any other status (approval stays a person's decision).
+                    "RejectRolledBackVersionsOfItsGroupOnly",
+                    effect="Allow",
+                    actions="sagemaker:UpdateModelPackage",
+                    resources=package_arns,
+                    condition={"StringEquals": {"sagemaker:ModelApprovalStatus": "Rejected"}},
+                ),
+                statement(
+                    "ReadItsGroupsVersions",
+                    effect="Allow",
+                    actions="sagemaker:DescribeModelPackage",
+                    resources=package_arns,
                 ),
                 statement(
                     "ListingConfigurationsHasNoResourceLevelPermissions",

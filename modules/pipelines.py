@@ -1,8 +1,11 @@
-"""SageMaker Pipeline (preprocess -> train -> evaluate -> gate -> register) started by new raw data.
+"""SageMaker Pipeline (preprocess -> train -> evaluate -> gate -> register) started by a
+succeeded feature build.
 
 Every run is isolated (no network from the containers, VPC-only, KMS-encrypted volumes and
-outputs), names the raw object that triggered it, and can only ever register a model as
-`PendingManualApproval`: a person approves it in the registry before it can reach production.
+outputs), trains on the features as of the feature build that started it (that build's
+execution and end time are the run's parameters, recorded on the registered version), and can
+only ever register a model as `PendingManualApproval`: a person approves it in the registry
+before it can reach production.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ml.sagemaker_paths import (
     DATASET_DIGEST,
     DATASET_MANIFEST,
     EVALUATION_REPORT,
+    MODEL_DIGEST,
     SPLIT_FILES,
 )
 from modules import aws
@@ -45,7 +49,15 @@ from modules.iam_statements import (
 from modules.keys import CustomerManagedKey
 from modules.policy import Statement, assume_role_policy, policy_document, statement
 from modules.storage import HardenedBucket
-from requirements.model_lineage import DATASET_MANIFEST_SHA256, DATASET_MANIFEST_URI
+from requirements.model_lineage import (
+    DATASET_MANIFEST_SHA256,
+    DATASET_MANIFEST_URI,
+    FEATURE_BUILD_JOB,
+    MODEL_ARCHIVE_SHA256,
+    PROCESSING_IMAGE,
+    TRAINING_IMAGE,
+    UNRECORDED_REVISION,
+)
 from requirements.model_lineage import FEATURES_AS_OF as FEATURES_AS_OF_KEY
 
 # EU AI Act Art. 14 (human oversight) and FDA change control: the pipeline proposes, a person
@@ -74,15 +86,24 @@ EVALUATION_OUTPUT = "evaluation"
 BASELINE_OUTPUT = "baseline"
 EVALUATION_FILE = EVALUATION_REPORT
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
+MODEL_DIGEST_PROPERTY_FILE = "ModelDigest"
 DATASET_PROPERTY_FILE = "DatasetDigest"
-# Every job of a run cuts the features off at the run's start: the manifest records it.
-FEATURES_AS_OF = {"Get": "Execution.StartDateTime"}
 
-TRIGGER_OBJECT_KEY = "TriggerObjectKey"
-TRIGGER_OBJECT_VERSION = "TriggerObjectVersionId"
+# The feature build that started the run and the instant it finished: the run's training data
+# is the offline store as of that instant (time travel by write_time), so a rerun with the same
+# parameters joins the same records. No defaults: a run started by hand must name both, so no
+# registered version is without the build it trained on.
+FEATURE_BUILD_EXECUTION = "FeatureBuildExecutionArn"
+FEATURES_AS_OF_PARAMETER = "FeaturesAsOf"
 INPUT_DATA_URI = "InputDataUri"
-# A run started by hand (console, CLI) says so in its provenance instead of naming an object.
-MANUAL_START = "manual-start"
+# The feature build's status-change event (SageMaker Model Building Pipeline Execution Status
+# Change) as EventBridge delivers it.
+PIPELINE_STATUS_SOURCE = "aws.sagemaker"
+PIPELINE_STATUS_DETAIL_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
+SUCCEEDED = "Succeeded"
+# MetadataProperties when the synthesis was not told which commit it came from: real versions
+# then fail RT_PHI_MODEL_VERSION_TRACEABLE, as they should.
+UNRECORDED = UNRECORDED_REVISION
 
 PROCESSING_ROOT = "/opt/ml/processing"
 MODEL_CONTENT_TYPE = "text/csv"
@@ -104,6 +125,17 @@ _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P
 _LOWER_NAME = r"^[a-z0-9](-?[a-z0-9])*$"
 
 
+class SourceRevision(LayerConfig):
+    """The code a pipeline definition was synthesized from, recorded on every version it
+    registers (CreateModelPackage MetadataProperties: Repository and CommitId, at most 1,024
+    characters each)."""
+
+    repository: str = Field(default=UNRECORDED, pattern=r"^\S{1,1024}$")
+    commit: str = Field(
+        default=UNRECORDED, pattern=rf"^([0-9a-f]{{40}}|[0-9a-f]{{64}}|{UNRECORDED})$"
+    )
+
+
 class PipelineConfig(LayerConfig):
     environment: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     account_id: str = Field(pattern=r"^\d{12}$")
@@ -121,7 +153,6 @@ class PipelineConfig(LayerConfig):
     metric_name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     # A model must score at least this to be registered; 0 would let anything through.
     metric_threshold: float = Field(gt=0, le=1)
-    trigger_prefix: str = Field(min_length=2, max_length=512)
     offline_store_uri: str = Field(pattern=_S3_URI.pattern)
     # The declared feature groups (each one's offline data is under offline_store_uri/<name>)
     # and the feature spec the feature-build jobs read (an object in the artifacts bucket).
@@ -134,16 +165,6 @@ class PipelineConfig(LayerConfig):
     # 5 days: the CreateProcessingJob maximum, so one limit fits every job.
     max_runtime_seconds: int = Field(ge=60, le=432_000)
     vpc_cidr: str
-
-    @field_validator("trigger_prefix")
-    @classmethod
-    def _prefix_is_a_folder(cls, prefix: str) -> str:
-        if not prefix.endswith("/") or prefix.startswith("/"):
-            raise ValueError(
-                f"{prefix!r} must be a key prefix ending in '/' and not starting with it "
-                "(e.g. 'incoming/')"
-            )
-        return prefix
 
     @field_validator("vpc_cidr")
     @classmethod
@@ -174,6 +195,15 @@ class PipelineConfig(LayerConfig):
         except HyperparameterError as problem:
             raise ValueError(str(problem)) from None
         return hyperparameters
+
+    @field_validator("processing_image")
+    @classmethod
+    def _steps_by_digest(cls, image: str) -> str:
+        if "@sha256:" not in image:
+            # The step programs are this repository's code: what runs must be the image CI
+            # built and scanned, and a tag can be moved to other bytes after review.
+            raise ValueError(f"{image!r}: the model-steps image must be pinned by @sha256: digest")
+        return image
 
     @model_validator(mode="after")
     def _serves_by_digest(self) -> PipelineConfig:
@@ -244,9 +274,17 @@ def _processing_output_uri(step: str, output: str) -> dict[str, str]:
 
 def _provenance_environment() -> dict[str, Any]:
     return {
-        "TRIGGER_OBJECT_KEY": _parameter(TRIGGER_OBJECT_KEY),
-        "TRIGGER_OBJECT_VERSION_ID": _parameter(TRIGGER_OBJECT_VERSION),
+        "FEATURE_BUILD_EXECUTION_ARN": _parameter(FEATURE_BUILD_EXECUTION),
         "PIPELINE_EXECUTION_ARN": {"Get": "Execution.PipelineExecutionArn"},
+    }
+
+
+def _json_get(step: str, property_file: str, path: str) -> dict[str, Any]:
+    return {
+        "Std:JsonGet": {
+            "PropertyFile": {"Get": f"Steps.{step}.PropertyFiles.{property_file}"},
+            "Path": path,
+        }
     }
 
 
@@ -258,6 +296,7 @@ def pipeline_definition(
     security_group_id: str,
     subnet_ids: list[str],
     artifacts_bucket_name: str,
+    source: SourceRevision,
 ) -> dict[str, Any]:
     """The SageMaker pipeline definition (schema version 2020-12-01) as a dict.
 
@@ -349,7 +388,7 @@ def pipeline_definition(
         program(
             PREPROCESS_STEP,
             "--as-of",
-            FEATURES_AS_OF,
+            _parameter(FEATURES_AS_OF_PARAMETER),
             "--features",
             f"{PROCESSING_ROOT}/input/features",
             "--spec",
@@ -443,7 +482,12 @@ def pipeline_definition(
                 "PropertyFileName": EVALUATION_PROPERTY_FILE,
                 "OutputName": EVALUATION_OUTPUT,
                 "FilePath": EVALUATION_FILE,
-            }
+            },
+            {
+                "PropertyFileName": MODEL_DIGEST_PROPERTY_FILE,
+                "OutputName": EVALUATION_OUTPUT,
+                "FilePath": MODEL_DIGEST,
+            },
         ],
     )
     baseline = processing_step(
@@ -475,8 +519,8 @@ def pipeline_definition(
             "ModelPackageDescription": _join(
                 f"{config.pipeline_name} run",
                 {"Get": "Execution.PipelineExecutionId"},
-                "trained on data triggered by",
-                _parameter(TRIGGER_OBJECT_KEY),
+                "trained on features as of",
+                _parameter(FEATURES_AS_OF_PARAMETER),
                 on=" ",
             ),
             "ModelApprovalStatus": MODEL_APPROVAL_STATUS,
@@ -493,23 +537,28 @@ def pipeline_definition(
                     "Statistics": json_document(_join(baseline_uri, BASELINE_STATISTICS)),
                 }
             },
+            # Which code defined the run: the registry's own provenance block.
+            "MetadataProperties": {
+                "GeneratedBy": {"Get": "Execution.PipelineExecutionArn"},
+                "Repository": source.repository,
+                "CommitId": source.commit,
+            },
             # Provenance on the package itself. SageMaker caps each value at 256 characters:
-            # a longer trigger key fails registration rather than being truncated silently.
+            # a longer value fails registration rather than being truncated silently.
             "CustomerMetadataProperties": {
-                TRIGGER_OBJECT_KEY: _parameter(TRIGGER_OBJECT_KEY),
-                TRIGGER_OBJECT_VERSION: _parameter(TRIGGER_OBJECT_VERSION),
+                FEATURE_BUILD_JOB: _parameter(FEATURE_BUILD_EXECUTION),
+                FEATURES_AS_OF_KEY: _parameter(FEATURES_AS_OF_PARAMETER),
                 INPUT_DATA_URI: _parameter(INPUT_DATA_URI),
                 "PipelineExecutionArn": {"Get": "Execution.PipelineExecutionArn"},
                 DATASET_MANIFEST_URI: _join(dataset_uri, DATASET_MANIFEST),
-                DATASET_MANIFEST_SHA256: {
-                    "Std:JsonGet": {
-                        "PropertyFile": {
-                            "Get": f"Steps.{PREPROCESS_STEP}.PropertyFiles.{DATASET_PROPERTY_FILE}"
-                        },
-                        "Path": "manifest_sha256",
-                    }
-                },
-                FEATURES_AS_OF_KEY: FEATURES_AS_OF,
+                DATASET_MANIFEST_SHA256: _json_get(
+                    PREPROCESS_STEP, DATASET_PROPERTY_FILE, "manifest_sha256"
+                ),
+                MODEL_ARCHIVE_SHA256: _json_get(
+                    EVALUATE_STEP, MODEL_DIGEST_PROPERTY_FILE, "model_archive_sha256"
+                ),
+                PROCESSING_IMAGE: config.processing_image,
+                TRAINING_IMAGE: config.training_image,
             },
         },
     }
@@ -529,15 +578,11 @@ def pipeline_definition(
             "Conditions": [
                 {
                     "Type": "GreaterThanOrEqualTo",
-                    "LeftValue": {
-                        "Std:JsonGet": {
-                            "PropertyFile": {
-                                "Get": f"Steps.{EVALUATE_STEP}.PropertyFiles."
-                                f"{EVALUATION_PROPERTY_FILE}"
-                            },
-                            "Path": GATE_METRIC_PATHS[config.metric_name],
-                        }
-                    },
+                    "LeftValue": _json_get(
+                        EVALUATE_STEP,
+                        EVALUATION_PROPERTY_FILE,
+                        GATE_METRIC_PATHS[config.metric_name],
+                    ),
                     "RightValue": config.metric_threshold,
                 }
             ],
@@ -550,16 +595,8 @@ def pipeline_definition(
         "Version": PIPELINE_DEFINITION_VERSION,
         "Metadata": {},
         "Parameters": [
-            {
-                "Name": TRIGGER_OBJECT_KEY,
-                "Type": "String",
-                "DefaultValue": MANUAL_START,
-            },
-            {
-                "Name": TRIGGER_OBJECT_VERSION,
-                "Type": "String",
-                "DefaultValue": MANUAL_START,
-            },
+            {"Name": FEATURE_BUILD_EXECUTION, "Type": "String"},
+            {"Name": FEATURES_AS_OF_PARAMETER, "Type": "String"},
             # Overridable per run, but the execution role reads only the offline store prefix,
             # so any other location fails instead of training on unvetted data.
             {
@@ -572,27 +609,24 @@ def pipeline_definition(
     }
 
 
-def trigger_event_pattern(
-    raw_bucket_name: str, raw_bucket_arn: str, trigger_prefix: str
-) -> dict[str, Any]:
-    """New objects under the trigger prefix of the raw bucket (S3 -> EventBridge). The bucket
-    is matched twice, by the name in the detail and the ARN in `resources`."""
+def trigger_event_pattern(features_pipeline_arn: str) -> dict[str, Any]:
+    """The feature build's pipeline execution reaching Succeeded (and nothing else: a failed or
+    stopped build must not start training on half-written features)."""
     return {
-        "source": ["aws.s3"],
-        "detail-type": ["Object Created"],
-        "resources": [raw_bucket_arn],
+        "source": [PIPELINE_STATUS_SOURCE],
+        "detail-type": [PIPELINE_STATUS_DETAIL_TYPE],
         "detail": {
-            "bucket": {"name": [raw_bucket_name]},
-            "object": {"key": [{"prefix": trigger_prefix}]},
+            "pipelineArn": [features_pipeline_arn],
+            "currentPipelineExecutionStatus": [SUCCEEDED],
         },
     }
 
 
 # EventBridge replaces a SageMaker pipeline parameter whose whole value is a JSON path with
-# that part of the event (dot notation and dashes are supported).
+# that part of the event.
 TRIGGER_PARAMETER_PATHS = {
-    TRIGGER_OBJECT_KEY: "$.detail.object.key",
-    TRIGGER_OBJECT_VERSION: "$.detail.object.version-id",
+    FEATURE_BUILD_EXECUTION: "$.detail.pipelineExecutionArn",
+    FEATURES_AS_OF_PARAMETER: "$.detail.executionEndTime",
 }
 
 
@@ -641,14 +675,15 @@ def jobs_security_group(
 
 
 class Pipelines(Construct):
-    """The training pipeline and the trigger that starts it for every new raw object.
+    """The training pipeline and the trigger that starts it for every succeeded feature build.
 
     Guarantees: every job is network-isolated, in the private subnets, behind a security
     group that only reaches the VPC's endpoints and S3 over HTTPS, with volumes and outputs
     encrypted by the ML artifacts key; the execution role reads only the offline store prefix,
     writes only this pipeline's artifacts prefix and can register models only as
-    `PendingManualApproval` in its own group; every registered model names the object that
-    triggered its run; trigger deliveries that fail land in a KMS-encrypted dead-letter queue.
+    `PendingManualApproval` in its own group; every registered model names the feature build
+    it trained on, the as-of time, the dataset manifest, the images and the commit; trigger
+    deliveries that fail land in a KMS-encrypted dead-letter queue.
     """
 
     def __init__(
@@ -660,11 +695,11 @@ class Pipelines(Construct):
         ml_key: CustomerManagedKey,
         feature_key: CustomerManagedKey,
         artifacts_bucket: HardenedBucket,
-        raw_bucket_name: str,
-        raw_bucket_arn: str,
+        features_pipeline_arn: str,
         offline_bucket_arn: str,
         vpc_id: str,
         subnet_ids: list[str],
+        source: SourceRevision,
     ) -> None:
         super().__init__(scope, id_)
         self.config = config
@@ -718,6 +753,7 @@ class Pipelines(Construct):
             security_group_id=self.security_group.id,
             subnet_ids=subnet_ids,
             artifacts_bucket_name=artifacts_bucket.bucket_name,
+            source=source,
         )
         self.pipeline = aws.SagemakerPipeline(
             self,
@@ -733,31 +769,25 @@ class Pipelines(Construct):
         self.pipeline_arn: str = self.pipeline.arn
         self.pipeline_name: str = self.pipeline.pipeline_name
 
-        self._trigger(config, ml_key, raw_bucket_name, raw_bucket_arn)
+        self._trigger(config, ml_key, features_pipeline_arn)
 
     def _trigger(
-        self,
-        config: PipelineConfig,
-        ml_key: CustomerManagedKey,
-        raw_bucket_name: str,
-        raw_bucket_arn: str,
+        self, config: PipelineConfig, ml_key: CustomerManagedKey, features_pipeline_arn: str
     ) -> None:
         name = f"{config.pipeline_name}-trigger"
         self.trigger_rule = aws.CloudwatchEventRule(
             self,
             "trigger-rule",
             name=name,
-            description=f"New objects under s3://<raw>/{config.trigger_prefix} start the pipeline",
-            event_pattern=json.dumps(
-                trigger_event_pattern(raw_bucket_name, raw_bucket_arn, config.trigger_prefix),
-                sort_keys=True,
-            ),
+            description="A succeeded feature build starts the training pipeline on its features",
+            event_pattern=json.dumps(trigger_event_pattern(features_pipeline_arn), sort_keys=True),
             state="ENABLED",
         )
         self.trigger_rule_arn: str = self.trigger_rule.arn
 
-        # Messages name PHI-bearing objects, so the queue is encrypted with a CMK. EventBridge
-        # needs kms:GenerateDataKey and kms:Decrypt on that key (a key-policy statement).
+        # Messages name the feature build and its data, so the queue is encrypted with a CMK.
+        # EventBridge needs kms:GenerateDataKey and kms:Decrypt on that key (a key-policy
+        # statement).
         self.dead_letter_queue = aws.SqsQueue(
             self,
             "trigger-dead-letter-queue",

@@ -285,8 +285,9 @@ class Storage(Construct):
             kms_key=keys.phi_data,
             access_logs=self.access_logs,
         )
-        # Every new raw object becomes an EventBridge event: the ML pipeline starts from it and
-        # records its key, so each model run names the data that triggered it (provenance).
+        # Every new raw object becomes an EventBridge event: what lands from the clinical sites
+        # is visible to rules (alerting, a future import trigger) without polling. Training
+        # starts on a finished feature build, not on these (modules/pipelines.py).
         aws.S3BucketNotification(
             self, "raw-object-events", bucket=self.raw.bucket.id, eventbridge=True
         )

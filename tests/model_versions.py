@@ -10,6 +10,9 @@ from requirements.model_lineage import (
     DATASET_MANIFEST_URI,
     FEATURE_BUILD_JOB,
     FEATURES_AS_OF,
+    MODEL_ARCHIVE_SHA256,
+    PROCESSING_IMAGE,
+    TRAINING_IMAGE,
 )
 
 ARTIFACTS = "s3://acme-phi-dev-ml-artifacts/runs/exec-1"
@@ -54,8 +57,13 @@ def lineage(account: str = "111111111111", region: str = "us-east-1") -> dict[st
             DATASET_MANIFEST_SHA256: "cd" * 32,
             FEATURES_AS_OF: "2026-06-30T00:00:00Z",
             FEATURE_BUILD_JOB: (
-                f"arn:aws:sagemaker:{region}:{account}:processing-job/features-build-1"
+                f"arn:aws:sagemaker:{region}:{account}:pipeline/p-features/execution/build-1"
             ),
+            MODEL_ARCHIVE_SHA256: "ef" * 32,
+            PROCESSING_IMAGE: (
+                f"{account}.dkr.ecr.{region}.amazonaws.com/phi-ml/model-steps@sha256:" + "12" * 32
+            ),
+            TRAINING_IMAGE: "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
         },
     }
 

@@ -446,20 +446,22 @@ def provider_without_owner(document: Document) -> str:
     return "provider.aws"
 
 
-def raw_bucket_events_off(document: Document) -> str:
-    bucket, _ = named(document, "aws_s3_bucket", "storage/raw/bucket")
-    _, notification = named(document, "aws_s3_bucket_notification", "raw-object-events")
-    notification["eventbridge"] = False
-    return f"aws_s3_bucket.{bucket}"
-
-
-def trigger_without_version(document: Document) -> str:
+def trigger_without_as_of(document: Document) -> str:
     pipeline, _ = named(document, "aws_sagemaker_pipeline", "pipelines/pipeline")
     _, target = named(document, "aws_cloudwatch_event_target", "pipelines/trigger-target")
     parameters = target["sagemaker_pipeline_target"]["pipeline_parameter_list"]
     target["sagemaker_pipeline_target"]["pipeline_parameter_list"] = [
-        p for p in parameters if p["value"] != "$.detail.object.version-id"
+        p for p in parameters if p["value"] != "$.detail.executionEndTime"
     ]
+    return f"aws_sagemaker_pipeline.{pipeline}"
+
+
+def trigger_on_any_status(document: Document) -> str:
+    pipeline, _ = named(document, "aws_sagemaker_pipeline", "pipelines/pipeline")
+    _, rule = named(document, "aws_cloudwatch_event_rule", "pipelines/trigger-rule")
+    pattern = json.loads(rule["event_pattern"])
+    del pattern["detail"]["currentPipelineExecutionStatus"]
+    rule["event_pattern"] = json.dumps(pattern)
     return f"aws_sagemaker_pipeline.{pipeline}"
 
 
@@ -551,8 +553,8 @@ MUTATIONS = [
         unprotect("aws_cloudformation_stack", "fhir/datastore-stack"),
     ),
     Mutation("provider-without-owner", "CKV_PHI_14", "dev-ml", provider_without_owner),
-    Mutation("raw-bucket-events-off", "CKV_PHI_15", "dev-data", raw_bucket_events_off),
-    Mutation("trigger-without-version", "CKV_PHI_15", "dev-ml", trigger_without_version),
+    Mutation("trigger-without-as-of", "CKV_PHI_15", "dev-ml", trigger_without_as_of),
+    Mutation("trigger-on-any-status", "CKV_PHI_15", "dev-ml", trigger_on_any_status),
     Mutation(
         "vpn-ikev1",
         "CKV_PHI_16",

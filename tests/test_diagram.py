@@ -195,6 +195,8 @@ def test_data_flow_from_the_site_to_the_endpoint_and_its_rollback(drawn: Parsed)
         ("VPC", "dev-network"),
         ("17 VPC endpoints", "dev-network"),
         ("S3 acme-phi-dev-raw", "dev-data"),
+        # Training starts on a finished feature build, which reads the export.
+        ("SageMaker processing pipeline<br/>phi-ml-dev-readmission-features", "dev-ml"),
         ("EventBridge rule<br/>phi-ml-dev-readmission-trigger", "dev-ml"),
         ("SageMaker pipeline", "dev-ml"),
         ("Model registry", "dev-ml"),
@@ -206,7 +208,7 @@ def test_data_flow_from_the_site_to_the_endpoint_and_its_rollback(drawn: Parsed)
     edges = {(a, b): label for a, label, b in drawn.edges}
     for source, target in itertools.pairwise(nodes):
         assert (source, target) in edges, (drawn.nodes[source], drawn.nodes[target])
-    assert edges[(nodes[7], nodes[8])] == "registers, pending approval"
+    assert edges[(nodes[8], nodes[9])] == "registers, pending approval"
     assert edges[(nodes[-2], nodes[-1])] == "deploys approved version"
     violations = drawn.node("EventBridge rule<br/>phi-ml-dev-readmission-violations", "dev-ml")
     rollback = drawn.node("Lambda<br/>phi-ml-dev-readmission-rollback", "dev-ml")
@@ -265,8 +267,11 @@ def test_the_feature_build_reads_the_export_and_writes_the_offline_store(drawn: 
     edges = {(a, b): label for a, label, b in drawn.edges}
     assert edges[(raw, build)] == "export"
     assert edges[(build, offline)] == "offline"
-    # It makes no model: nothing runs from it to the registry.
-    assert not drawn.reachable(build, drawn.node("Model registry", "dev-ml"))
+    # It makes no model itself: its way to the registry is the training its success starts.
+    after = {b for a, _, b in drawn.edges if a == build}
+    trigger = drawn.node("EventBridge rule<br/>phi-ml-dev-readmission-trigger", "dev-ml")
+    assert drawn.node("Model registry", "dev-ml") not in after
+    assert after == {offline, trigger}
 
 
 def test_an_offline_output_elsewhere_is_not_drawn_into_the_store(

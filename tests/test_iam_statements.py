@@ -61,7 +61,10 @@ def accepted_by_every_layer(image: str) -> dict[str, bool]:
     answers: dict[str, bool] = {"grammar": ECR_IMAGE.match(image) is not None}
     layers: dict[str, Any] = {
         "inference": lambda: InferenceConfig(**{**SETTINGS, "inference_image": image}),
-        "pipelines": lambda: pipeline_config(processing_image=image),
+        # The training image: the model-steps image must also be pinned by digest (its own rule).
+        "pipelines": lambda: pipeline_config(
+            training_image=image, inference_image=f"{REPOSITORY}@sha256:{'ab' * 32}"
+        ),
     }
     for layer, build in layers.items():
         try:

@@ -33,6 +33,7 @@ from modules.monitoring import (
 from modules.storage import HardenedBucket, HardenedBucketConfig
 from runtime.rollback import handler
 from tests.eventbridge import event_matches
+from tests.iam import iam_allows
 from tests.synth import only, ref, resources, role_policy_named, statement_by_sid, synth_stack
 from tests.terraform_check import terraform_validate
 from tests.test_inference import ACCOUNT, BUCKET, REGION, VPC_CIDR, key, network
@@ -49,6 +50,7 @@ SETTINGS: dict[str, Any] = {
     "account_id": ACCOUNT,
     "region": REGION,
     "model_name": "sepsis-risk",
+    "model_package_group": "unit-sepsis-risk",
     "monitor_image": f"{MONITOR_IMAGE}:latest",
     "instance_type": "ml.m5.xlarge",
     "schedule_expression": "cron(0 * ? * * *)",
@@ -421,6 +423,31 @@ def test_function_may_switch_only_this_endpoint(synth: dict[str, Any]) -> None:
         if a.startswith("sagemaker:")
     ]
     assert sagemaker_on_everything == ["sagemaker:ListEndpointConfigs"]
+
+
+@pytest.mark.parametrize(
+    ("status", "group", "allowed"),
+    [
+        ("Rejected", "unit-sepsis-risk", True),
+        # Twins: never approve (approval is a person's), never another group's versions.
+        ("Approved", "unit-sepsis-risk", False),
+        ("PendingManualApproval", "unit-sepsis-risk", False),
+        ("Rejected", "other-group", False),
+    ],
+)
+def test_function_may_only_reject_versions_of_its_group(
+    synth: dict[str, Any], status: str, group: str, allowed: bool
+) -> None:
+    package = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{group}/2"
+    assert (
+        iam_allows(
+            rollback_policy(synth),
+            "sagemaker:UpdateModelPackage",
+            package,
+            {"sagemaker:ModelApprovalStatus": status},
+        )
+        is allowed
+    )
 
 
 def test_function_logs_to_an_encrypted_six_year_log_group(synth: dict[str, Any]) -> None:

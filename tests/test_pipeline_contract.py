@@ -22,6 +22,7 @@ from ml.sagemaker_paths import (
     BASELINE_STATISTICS,
     DATASET_DIGEST,
     EVALUATION_REPORT,
+    MODEL_DIGEST,
 )
 from tests.synth import synth_stack
 from tests.test_pipelines import (
@@ -34,7 +35,7 @@ from tests.test_pipelines import (
 )
 
 # What a run-time value resolves to, for parsing the arguments as the container sees them.
-SAMPLE_VALUES = {"Execution.StartDateTime": "2026-07-01T00:00:00.000Z"}
+SAMPLE_VALUES = {"Parameters.FeaturesAsOf": "2026-07-01T02:14:07Z"}
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,7 @@ def test_property_files_name_what_the_programs_write(definition: dict[str, Any])
     }
     assert files == {
         "Preprocess": [DATASET_DIGEST],
-        "Evaluate": [EVALUATION_REPORT],
+        "Evaluate": [EVALUATION_REPORT, MODEL_DIGEST],
         "Baseline": [],
     }
 
@@ -198,4 +199,4 @@ def test_register_carries_the_evaluation_and_the_baseline(definition: dict[str, 
         "PropertyFile": {"Get": "Steps.Preprocess.PropertyFiles.DatasetDigest"},
         "Path": "manifest_sha256",
     }
-    assert metadata["features-as-of"] == {"Get": "Execution.StartDateTime"}
+    assert metadata["features-as-of"] == {"Get": "Parameters.FeaturesAsOf"}

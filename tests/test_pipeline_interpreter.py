@@ -29,6 +29,14 @@ from tools.pipeline_interpreter import (
 )
 
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
+# What the trigger passes: the feature build that wrote the records, and when it finished.
+BUILD_PARAMETERS = {
+    "FeatureBuildExecutionArn": (
+        "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/unit-readmission-features"
+        "/execution/4r2y0v8dkpxe"
+    ),
+    "FeaturesAsOf": "2026-06-30T00:15:00Z",
+}
 PATIENTS = 1500
 GATE = 0.75  # what 1,500 synthetic patients clear deterministically (tests/ml loop test)
 OFFLINE_STORE = exports.OFFLINE_STORE
@@ -114,7 +122,7 @@ def run_of(
     interpreter = PipelineInterpreter(
         definition, store=FolderObjectStore(store_root), scratch=scratch, register=registry
     )
-    return interpreter.run(), registry
+    return interpreter.run(BUILD_PARAMETERS), registry
 
 
 def statuses(run: PipelineRun) -> dict[str, str]:
@@ -169,8 +177,14 @@ def test_every_artifact_the_package_names_exists_with_the_digest_it_states(
     metadata = package["CustomerMetadataProperties"]
     manifest = object_at(store_root, metadata["dataset-manifest-uri"]).read_bytes()
     assert metadata["dataset-manifest-sha256"] == hashlib.sha256(manifest).hexdigest()
-    assert json.loads(manifest)["as_of"][:10] == run.start_time[:10]
+    # The cut-off is the feature build's end, not the run's start, and the version says so.
+    assert json.loads(manifest)["as_of"] == BUILD_PARAMETERS["FeaturesAsOf"]
+    assert metadata["features-as-of"] == BUILD_PARAMETERS["FeaturesAsOf"]
+    assert metadata["feature-build-job"] == BUILD_PARAMETERS["FeatureBuildExecutionArn"]
     assert metadata["PipelineExecutionArn"] == run.execution_arn
+    archive = object_at(store_root, container["ModelDataUrl"]).read_bytes()
+    assert metadata["model-archive-sha256"] == hashlib.sha256(archive).hexdigest()
+    assert package["MetadataProperties"]["GeneratedBy"] == run.execution_arn
 
 
 def mutated(definition: dict[str, Any], step: str, change: Any) -> dict[str, Any]:

@@ -326,6 +326,7 @@ NEEDED_FOR = {
     "register-model-customer-metadata-properties": ["'CustomerMetadataProperties' was unexpected"],
     "register-model-drift-check-baselines": ["'DriftCheckBaselines' was unexpected"],
     "register-model-approval-status": ["'ModelApprovalStatus' was unexpected"],
+    "register-model-metadata-properties": ["'MetadataProperties' was unexpected"],
 }
 
 

@@ -1,6 +1,7 @@
 """Pipelines layer: every job isolated, in the VPC and encrypted with the ML key; models
 registered only for a person's approval and only above the metric threshold; each run started
-by a new raw object under the trigger prefix and naming it; least-privilege roles."""
+by a succeeded feature build and naming it, its as-of time, the images and the commit;
+least-privilege roles."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from cdktf import TerraformOutput
 from pydantic import ValidationError
 
 from modules.network import Network, NetworkConfig
-from modules.pipelines import MODEL_APPROVAL_STATUS, PipelineConfig, Pipelines
+from modules.pipelines import MODEL_APPROVAL_STATUS, PipelineConfig, Pipelines, SourceRevision
 from tests.base_layers import BUCKET_PREFIX, add_keys_and_storage
 from tests.eventbridge import event_matches
 from tests.iam import as_list, iam_allows
@@ -29,12 +30,13 @@ VPC_CIDR = "10.42.0.0/16"
 PIPELINE = "unit-readmission"
 GROUP = "unit-readmission"
 PREFIX = BUCKET_PREFIX
-TRIGGER_PREFIX = "incoming/"
+FEATURES_PIPELINE_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/unit-readmission-features"
+SOURCE = SourceRevision(repository="https://git.example/acme/phi-ml", commit="c0ffee" + "0" * 34)
 OFFLINE_URI = f"s3://{PREFIX}-feature-offline/offline-store"
 THRESHOLD = 0.8
 METRIC = "auc"
 ECR = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
-PROCESSING_IMAGE = f"{ECR}/phi-ml/processing:1.4.2"
+PROCESSING_IMAGE = f"{ECR}/phi-ml/processing@sha256:{'cd' * 32}"
 TRAINING_IMAGE = f"{ECR}/phi-ml/training@sha256:{'ab' * 32}"
 FEATURE_GROUPS = ("patient-vitals", "encounters")
 SPEC_KEY = "pipelines/unit-readmission-features/feature-spec.json"
@@ -64,7 +66,6 @@ def pipeline_config(**overrides: Any) -> PipelineConfig:
         "training_instance_type": "ml.m5.2xlarge",
         "metric_name": METRIC,
         "metric_threshold": THRESHOLD,
-        "trigger_prefix": TRIGGER_PREFIX,
         "offline_store_uri": OFFLINE_URI,
         "feature_groups": FEATURE_GROUPS,
         "feature_spec_key": SPEC_KEY,
@@ -99,11 +100,11 @@ def build_platform(stack: Any, config: PipelineConfig) -> Pipelines:
         ml_key=keys.ml_artifacts,
         feature_key=keys.feature_store,
         artifacts_bucket=storage.ml_artifacts,
-        raw_bucket_name=storage.raw.bucket_name,
-        raw_bucket_arn=storage.raw.bucket_arn,
+        features_pipeline_arn=FEATURES_PIPELINE_ARN,
         offline_bucket_arn=storage.feature_offline.bucket_arn,
         vpc_id=network.vpc_id,
         subnet_ids=network.workload_subnet_ids,
+        source=SOURCE,
     )
 
 
@@ -465,11 +466,17 @@ def test_gate_evaluator_sees_a_strict_comparison_and_a_parameter_threshold(
 
 def test_gate_reads_the_report_the_evaluate_step_writes(definition: dict[str, Any]) -> None:
     evaluate = step_named(definition, "Evaluate")
-    (property_file,) = evaluate["PropertyFiles"]
-    assert property_file == {
+    report_file, digest_file = evaluate["PropertyFiles"]
+    assert report_file == {
         "PropertyFileName": "EvaluationReport",
         "OutputName": "evaluation",
         "FilePath": "evaluation.json",
+    }
+    # The scored archive's digest, beside the report in the same output.
+    assert digest_file == {
+        "PropertyFileName": "ModelDigest",
+        "OutputName": "evaluation",
+        "FilePath": "model-digest.json",
     }
     outputs = evaluate["Arguments"]["ProcessingOutputConfig"]["Outputs"]
     assert "evaluation" in [o["OutputName"] for o in outputs]
@@ -579,18 +586,24 @@ def test_order_checker_detects_a_dangling_reference(definition: dict[str, Any]) 
         execution_order(broken)
 
 
-# --- provenance: the object that started the run ------------------------------------------
+# --- provenance: the feature build that started the run ---------------------------------
 
 
-def test_the_trigger_key_reaches_preprocessing_and_the_registered_model(
+def test_the_feature_build_and_as_of_reach_preprocessing_and_the_registered_model(
     definition: dict[str, Any],
 ) -> None:
     parameters = {p["Name"]: p for p in definition["Parameters"]}
-    assert {"TriggerObjectKey", "InputDataUri"} <= set(parameters)
+    assert {"FeatureBuildExecutionArn", "FeaturesAsOf", "InputDataUri"} <= set(parameters)
+    # No defaults: a run started by hand must name the build and the cut-off too.
+    assert "DefaultValue" not in parameters["FeatureBuildExecutionArn"]
+    assert "DefaultValue" not in parameters["FeaturesAsOf"]
     assert parameters["InputDataUri"]["DefaultValue"] == OFFLINE_URI
-    trigger = {"Get": "Parameters.TriggerObjectKey"}
+    build = {"Get": "Parameters.FeatureBuildExecutionArn"}
+    as_of = {"Get": "Parameters.FeaturesAsOf"}
     preprocess = step_named(definition, "Preprocess")["Arguments"]
-    assert preprocess["Environment"]["TRIGGER_OBJECT_KEY"] == trigger
+    assert preprocess["Environment"]["FEATURE_BUILD_EXECUTION_ARN"] == build
+    arguments = preprocess["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--as-of") + 1] == as_of
     features = {i["InputName"]: i["S3Input"] for i in preprocess["ProcessingInputs"]}
     # One input per declared group, each under the (overridable) offline store location.
     for group in FEATURE_GROUPS:
@@ -601,9 +614,36 @@ def test_the_trigger_key_reaches_preprocessing_and_the_registered_model(
             features[f"features-{group}"]["LocalPath"]
             == f"/opt/ml/processing/input/features/{group}"
         )
-    metadata = step_named(definition, "Register")["Arguments"]["CustomerMetadataProperties"]
-    assert metadata["TriggerObjectKey"] == trigger
+    register = step_named(definition, "Register")["Arguments"]
+    metadata = register["CustomerMetadataProperties"]
+    assert metadata["feature-build-job"] == build
+    assert metadata["features-as-of"] == as_of
     assert metadata["InputDataUri"] == {"Get": "Parameters.InputDataUri"}
+    assert metadata["processing-image"] == PROCESSING_IMAGE
+    assert metadata["training-image"] == TRAINING_IMAGE
+    assert metadata["model-archive-sha256"] == {
+        "Std:JsonGet": {
+            "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.ModelDigest"},
+            "Path": "model_archive_sha256",
+        }
+    }
+    assert register["MetadataProperties"] == {
+        "GeneratedBy": {"Get": "Execution.PipelineExecutionArn"},
+        "Repository": SOURCE.repository,
+        "CommitId": SOURCE.commit,
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("commit", "main"), ("commit", "C0FFEE" + "0" * 34), ("repository", "a repo")],
+)
+def test_a_source_revision_that_names_no_commit_is_refused(field: str, value: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        SourceRevision(**{field: value})
+    # The twin: a full commit and a URL, or both unrecorded, are accepted.
+    assert SourceRevision(repository="https://x.example/r", commit="a" * 40).commit == "a" * 40
+    assert SourceRevision().commit == "unrecorded"
 
 
 def test_definition_references_only_declared_parameters(definition: dict[str, Any]) -> None:
@@ -615,26 +655,29 @@ def test_definition_references_only_declared_parameters(definition: dict[str, An
 # --- the trigger: EventBridge rule, target, dead-letter queue -----------------------------
 
 
-def object_created(bucket: str, bucket_arn: str, key: str, **overrides: Any) -> dict[str, Any]:
-    event = {
+def pipeline_status_change(**detail: Any) -> dict[str, Any]:
+    """SageMaker's pipeline execution status event, as EventBridge delivers it."""
+    execution = f"{FEATURES_PIPELINE_ARN}/execution/4r2y0v8dkpxe"
+    event: dict[str, Any] = {
         "version": "0",
-        "id": "17793124-05d4-b198-2fde-7ededc63b103",
-        "detail-type": "Object Created",
-        "source": "aws.s3",
+        "id": "315c1398-40ff-a850-213b-158f73e60175",
+        "detail-type": "SageMaker Model Building Pipeline Execution Status Change",
+        "source": "aws.sagemaker",
         "account": ACCOUNT,
-        "time": "2025-01-01T00:00:00Z",
+        "time": "2026-07-01T02:14:09Z",
         "region": REGION,
-        "resources": [bucket_arn],
+        "resources": [FEATURES_PIPELINE_ARN, execution],
         "detail": {
-            "version": "0",
-            "bucket": {"name": bucket},
-            "object": {"key": key, "size": 5, "etag": "b1946ac9", "version-id": "IYV3p45BT0ac"},
-            "request-id": "N4N7GDK58NMKJ12R",
-            "requester": ACCOUNT,
-            "reason": "PutObject",
+            "pipelineExecutionDisplayName": "execution-1719800000000",
+            "currentPipelineExecutionStatus": "Succeeded",
+            "previousPipelineExecutionStatus": "Executing",
+            "executionStartTime": "2026-07-01T01:58:41Z",
+            "executionEndTime": "2026-07-01T02:14:07Z",
+            "pipelineArn": FEATURES_PIPELINE_ARN,
+            "pipelineExecutionArn": execution,
         },
     }
-    event.update(overrides)
+    event["detail"].update(detail)
     return event
 
 
@@ -645,62 +688,44 @@ def trigger_pattern(synthesized: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(rule["event_pattern"]))
 
 
-def trigger_events(synthesized: dict[str, Any]) -> dict[str, tuple[dict[str, Any], bool]]:
-    raw = bucket_ref(synthesized, "raw", "bucket")
-    raw_arn = bucket_ref(synthesized, "raw", "arn")
-    curated = bucket_ref(synthesized, "curated", "bucket")
-    curated_arn = bucket_ref(synthesized, "curated", "arn")
-    key = f"{TRIGGER_PREFIX}site-7/encounters-2025-01-01.parquet"
-    return {
-        "new-raw-object-under-prefix": (object_created(raw, raw_arn, key), True),
-        "nested-folder-under-prefix": (
-            object_created(raw, raw_arn, f"{TRIGGER_PREFIX}a/b/c.csv"),
-            True,
-        ),
-        "other-bucket": (object_created(curated, curated_arn, key), False),
-        "other-prefix": (object_created(raw, raw_arn, "archive/encounters.parquet"), False),
-        "prefix-without-slash": (object_created(raw, raw_arn, "incoming-old/x.csv"), False),
-        "prefix-in-the-middle": (object_created(raw, raw_arn, f"x/{TRIGGER_PREFIX}y.csv"), False),
-        "object-deleted": (
-            object_created(raw, raw_arn, key, **{"detail-type": "Object Deleted"}),
-            False,
-        ),
-        "other-source": (object_created(raw, raw_arn, key, source="custom.uploader"), False),
-    }
+OTHER_PIPELINE = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/unit-readmission"
+TRIGGER_EVENTS = {
+    "feature-build-succeeded": (pipeline_status_change(), True),
+    "feature-build-failed": (
+        pipeline_status_change(currentPipelineExecutionStatus="Failed"),
+        False,
+    ),
+    "feature-build-stopped": (
+        pipeline_status_change(currentPipelineExecutionStatus="Stopped"),
+        False,
+    ),
+    "feature-build-started": (
+        pipeline_status_change(currentPipelineExecutionStatus="Executing"),
+        False,
+    ),
+    # Training's own success must not start training again.
+    "training-succeeded": (pipeline_status_change(pipelineArn=OTHER_PIPELINE), False),
+}
 
 
-EVENT_CASES = [
-    "new-raw-object-under-prefix",
-    "nested-folder-under-prefix",
-    "other-bucket",
-    "other-prefix",
-    "prefix-without-slash",
-    "prefix-in-the-middle",
-    "object-deleted",
-    "other-source",
-]
-
-
-@pytest.mark.parametrize("case", EVENT_CASES)
-def test_rule_matches_new_raw_objects_under_the_prefix_only(
-    synthesized: dict[str, Any], trigger_pattern: dict[str, Any], case: str
+@pytest.mark.parametrize("case", sorted(TRIGGER_EVENTS))
+def test_rule_matches_succeeded_feature_builds_only(
+    trigger_pattern: dict[str, Any], case: str
 ) -> None:
-    event, expected = trigger_events(synthesized)[case]
+    event, expected = TRIGGER_EVENTS[case]
     assert event_matches(trigger_pattern, event) is expected
 
 
-def test_matcher_would_catch_a_rule_without_the_bucket_or_prefix_filter(
-    synthesized: dict[str, Any], trigger_pattern: dict[str, Any]
+def test_matcher_would_catch_a_rule_without_the_status_or_pipeline_filter(
+    trigger_pattern: dict[str, Any],
 ) -> None:
     """Twin: a pattern missing a filter matches the events the real one rejects."""
-    events = trigger_events(synthesized)
-    no_bucket = copy.deepcopy(trigger_pattern)
-    del no_bucket["detail"]["bucket"]
-    del no_bucket["resources"]
-    assert event_matches(no_bucket, events["other-bucket"][0])
-    no_prefix = copy.deepcopy(trigger_pattern)
-    del no_prefix["detail"]["object"]
-    assert event_matches(no_prefix, events["other-prefix"][0])
+    any_status = copy.deepcopy(trigger_pattern)
+    del any_status["detail"]["currentPipelineExecutionStatus"]
+    assert event_matches(any_status, TRIGGER_EVENTS["feature-build-failed"][0])
+    any_pipeline = copy.deepcopy(trigger_pattern)
+    del any_pipeline["detail"]["pipelineArn"]
+    assert event_matches(any_pipeline, TRIGGER_EVENTS["training-succeeded"][0])
 
 
 @pytest.fixture(scope="module")
@@ -708,7 +733,7 @@ def target(synthesized: dict[str, Any]) -> dict[str, Any]:
     return only(synthesized, "aws_cloudwatch_event_target")
 
 
-def test_target_starts_this_pipeline_with_the_objects_key(
+def test_target_starts_this_pipeline_with_the_feature_build(
     synthesized: dict[str, Any], target: dict[str, Any], definition: dict[str, Any]
 ) -> None:
     assert target["arn"] == ref(
@@ -723,7 +748,8 @@ def test_target_starts_this_pipeline_with_the_objects_key(
         p["name"]: p["value"]
         for p in target["sagemaker_pipeline_target"]["pipeline_parameter_list"]
     }
-    assert parameters["TriggerObjectKey"] == "$.detail.object.key"
+    assert parameters["FeatureBuildExecutionArn"] == "$.detail.pipelineExecutionArn"
+    assert parameters["FeaturesAsOf"] == "$.detail.executionEndTime"
     assert parameters["InputDataUri"] == OFFLINE_URI
     assert set(parameters) <= {p["Name"] for p in definition["Parameters"]}
 
@@ -735,16 +761,14 @@ def resolve_path(event: dict[str, Any], path: str) -> Any:
     return value
 
 
-def test_dynamic_parameters_resolve_to_the_triggering_object(
-    synthesized: dict[str, Any], target: dict[str, Any]
-) -> None:
-    event, _ = trigger_events(synthesized)["new-raw-object-under-prefix"]
+def test_dynamic_parameters_resolve_to_the_feature_build(target: dict[str, Any]) -> None:
+    event, _ = TRIGGER_EVENTS["feature-build-succeeded"]
     values = {
         p["name"]: resolve_path(event, p["value"]) if p["value"].startswith("$.") else p["value"]
         for p in target["sagemaker_pipeline_target"]["pipeline_parameter_list"]
     }
-    assert values["TriggerObjectKey"] == f"{TRIGGER_PREFIX}site-7/encounters-2025-01-01.parquet"
-    assert values["TriggerObjectVersionId"] == "IYV3p45BT0ac"
+    assert values["FeatureBuildExecutionArn"] == f"{FEATURES_PIPELINE_ARN}/execution/4r2y0v8dkpxe"
+    assert values["FeaturesAsOf"] == "2026-07-01T02:14:07Z"
 
 
 def test_failed_deliveries_are_retried_then_dead_lettered(
@@ -1255,8 +1279,8 @@ def test_egress_checker_detects_an_internet_rule(synthesized: dict[str, Any]) ->
         ("metric_threshold", float("nan")),
         ("training_instance_type", "m5.xlarge"),
         ("processing_instance_type", "ml5.large"),
-        ("trigger_prefix", "incoming"),
-        ("trigger_prefix", "/incoming/"),
+        # The step programs run from the image CI built: a tag could be moved after review.
+        ("processing_image", f"{ECR}/phi-ml/processing:1.4.2"),
         ("offline_store_uri", "https://bucket/prefix"),
         ("processing_image", "docker.io/library/python:3.11"),
         ("training_image", f"{ECR}/phi-ml/training"),
@@ -1277,7 +1301,7 @@ def test_config_rejects_bad_values(field: str, value: Any) -> None:
     [
         ("metric_threshold", 1.0),
         ("metric_threshold", 0.001),
-        ("trigger_prefix", "incoming/site-7/"),
+        ("processing_image", f"{ECR}/phi-ml/other-steps@sha256:{'ef' * 32}"),
         ("offline_store_uri", f"s3://{PREFIX}-feature-offline"),
         ("training_instance_type", "ml.g5.12xlarge"),
     ],
@@ -1311,11 +1335,11 @@ def build_platform_with_literal_offline_arn(stack: Any, config: PipelineConfig) 
         ml_key=keys.ml_artifacts,
         feature_key=keys.feature_store,
         artifacts_bucket=storage.ml_artifacts,
-        raw_bucket_name=f"{PREFIX}-raw",
-        raw_bucket_arn=f"arn:aws:s3:::{PREFIX}-raw",
+        features_pipeline_arn=FEATURES_PIPELINE_ARN,
         offline_bucket_arn=f"arn:aws:s3:::{PREFIX}-feature-offline",
         vpc_id="vpc-0123456789abcdef0",
         subnet_ids=["subnet-0123456789abcdef0"],
+        source=SOURCE,
     )
 
 

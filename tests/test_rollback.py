@@ -425,3 +425,90 @@ def test_the_twin_without_that_versions_job_definition_the_schedule_is_left(
     assert handler.handle(violation_event(), None)["status"] == "rolled-back"
     assert serving() == f"{ENDPOINT}-v1"  # the rollback itself still happens
     assert watched_definition() == f"{ENDPOINT}-dq-v2"
+
+
+# --- the registry's history -----------------------------------------------------------------
+
+GROUP = "unit-sepsis-risk"
+
+
+def deploy_packages(*versions: str) -> dict[str, str]:
+    """Approved packages for each version, its endpoint configuration tagged with the package
+    as the deployer tags it; the endpoint serves the last. Returns version -> package ARN."""
+    client = sagemaker()
+    client.create_model_package_group(ModelPackageGroupName=GROUP)
+    packages = {}
+    for version in versions:
+        packages[version] = client.create_model_package(
+            ModelPackageGroupName=GROUP,
+            ModelApprovalStatus="Approved",
+            InferenceSpecification={
+                "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://a/{version}/model.tar.gz"}],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+            },
+            CustomerMetadataProperties={"dataset-manifest-sha256": "ab" * 32},
+        )["ModelPackageArn"]
+    deploy(*versions)
+    for version, package in packages.items():
+        config = client.describe_endpoint_config(EndpointConfigName=f"{ENDPOINT}-{version}")
+        client.add_tags(
+            ResourceArn=config["EndpointConfigArn"],
+            Tags=[{"Key": handler.TAG_MODEL_PACKAGE, "Value": package}],
+        )
+    return packages
+
+
+def package(arn: str) -> dict[str, Any]:
+    return dict(sagemaker().describe_model_package(ModelPackageName=arn))
+
+
+def test_a_rollback_rejects_the_drifted_version_in_the_registry_and_says_why(
+    updates: UpdateEndpointEmulation,
+) -> None:
+    packages = deploy_packages("v1", "v2")
+    outcome = handler.handle(violation_event(), None)
+    assert outcome["status"] == "rolled-back"
+    assert outcome["rejected_package"] == packages["v2"]
+    drifted = package(packages["v2"])
+    assert drifted["ModelApprovalStatus"] == "Rejected"
+    violation = violation_event()["detail"]["ProcessingJobArn"]
+    assert violation in drifted["ApprovalDescription"]
+    assert packages["v1"] in drifted["ApprovalDescription"]
+    metadata = drifted["CustomerMetadataProperties"]
+    assert metadata[handler.ROLLED_BACK_TO] == packages["v1"]
+    assert metadata[handler.ROLLED_BACK_ENDPOINT] == ENDPOINT
+    assert metadata[handler.ROLLED_BACK_AT].endswith("Z")
+    # What the version already carried is kept (lineage), and the returned-to one is untouched.
+    assert metadata["dataset-manifest-sha256"] == "ab" * 32
+    assert package(packages["v1"])["ModelApprovalStatus"] == "Approved"
+
+
+def test_a_repeated_violation_event_records_nothing_twice(updates: UpdateEndpointEmulation) -> None:
+    packages = deploy_packages("v1", "v2")
+    handler.handle(violation_event(), None)
+    first = package(packages["v2"])["CustomerMetadataProperties"][handler.ROLLED_BACK_AT]
+    assert handler.handle(violation_event(), None)["status"] == "already-handled"
+    assert package(packages["v2"])["CustomerMetadataProperties"][handler.ROLLED_BACK_AT] == first
+
+
+def test_the_twin_a_configuration_naming_no_package_still_rolls_back_and_says_so(
+    updates: UpdateEndpointEmulation, caplog: pytest.LogCaptureFixture
+) -> None:
+    deploy("v1", "v2")
+    with caplog.at_level(logging.WARNING, logger="phi_ml.rollback"):
+        outcome = handler.handle(violation_event(), None)
+    assert outcome["status"] == "rolled-back" and outcome["rejected_package"] is None
+    assert serving() == f"{ENDPOINT}-v1"
+    assert any("not recorded in the registry" in e["message"] for e in json_logs(caplog))
+
+
+def test_the_registry_keys_are_the_lineage_requirements() -> None:
+    from requirements import model_lineage  # noqa: PLC0415
+
+    assert handler.ROLLED_BACK_AT == model_lineage.ROLLED_BACK_AT
+    assert handler.ROLLED_BACK_TO == model_lineage.ROLLED_BACK_TO
+    assert handler.ROLLED_BACK_ENDPOINT == model_lineage.ROLLED_BACK_ENDPOINT
+    from runtime.deployer import handler as deployer  # noqa: PLC0415
+
+    assert handler.TAG_MODEL_PACKAGE == deployer.TAG_MODEL_PACKAGE

@@ -54,7 +54,7 @@ from policies.runtime.controls import controls_by_check
 from policies.runtime.expected import ExpectedBucket, ExpectedResources, expected_resources
 from policies.runtime.guard import is_read_only
 from tests.feature_data import consent, stay, write_export, write_records
-from tests.model_versions import register
+from tests.model_versions import lineage, register
 from tools.emulator import _apply_conditional_denies_only_when_provable
 
 ENVIRONMENTS = {e.name: e for e in load_environments()}
@@ -753,6 +753,19 @@ def _version_without_manifest(d: Deployment) -> str:
     return register(d.client("sagemaker"), _first_group(d), CustomerMetadataProperties=None)
 
 
+def _version_without_a_commit(d: Deployment) -> str:
+    metadata = {**lineage()["MetadataProperties"], "CommitId": "unrecorded"}
+    return register(d.client("sagemaker"), _first_group(d), MetadataProperties=metadata)
+
+
+def _version_whose_steps_ran_from_a_tag(d: Deployment) -> str:
+    customer = {
+        **lineage()["CustomerMetadataProperties"],
+        "processing-image": "111111111111.dkr.ecr.us-east-1.amazonaws.com/model-steps:latest",
+    }
+    return register(d.client("sagemaker"), _first_group(d), CustomerMetadataProperties=customer)
+
+
 def _approval_without_comment(d: Deployment) -> str:
     return register(d.client("sagemaker"), _first_group(d), approve="")
 
@@ -907,6 +920,18 @@ MISCONFIGURATIONS = {
         "RT_PHI_MODEL_VERSION_TRACEABLE",
         _version_without_manifest,
         "CustomerMetadataProperties['dataset-manifest-sha256']",
+        adds_resource=True,
+    ),
+    "model version synthesized without a commit": Misconfiguration(
+        "RT_PHI_MODEL_VERSION_TRACEABLE",
+        _version_without_a_commit,
+        "MetadataProperties.CommitId is unrecorded",
+        adds_resource=True,
+    ),
+    "model version whose steps ran from a tag": Misconfiguration(
+        "RT_PHI_MODEL_VERSION_TRACEABLE",
+        _version_whose_steps_ran_from_a_tag,
+        "['processing-image'] is not pinned by digest",
         adds_resource=True,
     ),
     "approval without a comment": Misconfiguration(

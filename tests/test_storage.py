@@ -443,8 +443,8 @@ def test_bucket_names_must_be_valid_s3_names(bad_name: str) -> None:
 
 
 def test_only_the_raw_bucket_sends_object_events_to_eventbridge(storage: dict[str, Any]) -> None:
-    """Provenance: new raw objects reach EventBridge (which starts the pipeline); curated or
-    artifact writes must not, or every pipeline output would trigger another run."""
+    """New raw objects reach EventBridge; curated or artifact writes must not, or every
+    pipeline output would become an event of its own."""
     notifications = by_bucket(storage, "aws_s3_bucket_notification")
     assert set(notifications) == {name("raw")}
     assert notifications[name("raw")]["eventbridge"] is True

@@ -377,6 +377,71 @@ def _keep_model_network_isolation() -> None:
     SageMakerResponse.create_model = create_keeping_isolation  # type: ignore[method-assign]
 
 
+def _emulate_update_endpoint() -> None:
+    """UpdateEndpoint, which moto 5.2.5 does not implement: the configuration must exist (a
+    ValidationException otherwise, as SageMaker answers), then the endpoint serves it.
+
+    The deployer switches an endpoint to each newly approved version and the rollback function
+    switches it back; without this the emulator could show neither (`make ml-demo`).
+    """
+    from moto.core.responses import ActionResult  # noqa: PLC0415
+    from moto.sagemaker.exceptions import ValidationError  # noqa: PLC0415
+    from moto.sagemaker.responses import SageMakerResponse  # noqa: PLC0415
+
+    def update_endpoint(self: Any) -> Any:
+        name = self._get_param("EndpointName")
+        configuration = self._get_param("EndpointConfigName")
+        backend = self.sagemaker_backend
+        backend.describe_endpoint_config(configuration)
+        if name not in backend.endpoints:
+            raise ValidationError(message=f"Could not find endpoint {name}.")
+        endpoint = backend.endpoints[name]
+        endpoint.endpoint_config_name = configuration
+        return ActionResult({"EndpointArn": endpoint.arn})
+
+    SageMakerResponse.update_endpoint = update_endpoint  # type: ignore[attr-defined]
+
+
+def _merge_customer_metadata_on_update() -> None:
+    """UpdateModelPackage adds or replaces the CustomerMetadataProperties it is given and keeps
+    the others (removal is CustomerMetadataPropertiesToRemove); moto 5.2.5 replaces the whole
+    map, and with None when none is given, so approving a version would erase its lineage."""
+    from moto.sagemaker.models import SageMakerModelBackend  # noqa: PLC0415
+
+    update = SageMakerModelBackend.update_model_package
+
+    def update_merging(self: Any, model_package_arn: str, *args: Any, **kwargs: Any) -> str:
+        name = self.model_package_name_mapping.get(model_package_arn, model_package_arn)
+        existing = self.model_packages.get(name)
+        before = dict(getattr(existing, "customer_metadata_properties", None) or {})
+        given = kwargs.get("customer_metadata_properties")
+        if given is None and len(args) > 2:
+            given = args[2]
+        merged = {**before, **(given or {})}
+        if "customer_metadata_properties" in kwargs or len(args) <= 2:
+            kwargs["customer_metadata_properties"] = merged or None
+        else:
+            args = (*args[:2], merged or None, *args[3:])
+        return str(update(self, model_package_arn, *args, **kwargs))
+
+    SageMakerModelBackend.update_model_package = update_merging  # type: ignore[method-assign]
+
+
+def _emulate_test_event_pattern() -> None:
+    """TestEventPattern, which moto 5.2.5 leaves unimplemented, answered by the matcher moto's
+    own event buses route with: whether the deployed rule's pattern matches an event is then
+    the emulator's judgement, not the caller's (`make ml-demo` asks it of the trigger rule)."""
+    from moto.events.models import EventPattern  # noqa: PLC0415
+    from moto.events.responses import EventsHandler  # noqa: PLC0415
+
+    def test_event_pattern(self: Any) -> str:
+        pattern = EventPattern.load(self._get_param("EventPattern"))
+        event = json.loads(self._get_param("Event"))
+        return json.dumps({"Result": bool(pattern.matches_event(event))})
+
+    EventsHandler.test_event_pattern = test_event_pattern  # type: ignore[assignment,method-assign]
+
+
 def _keep_key_rotation_periods() -> None:
     """Keep the rotation period EnableKeyRotation sets and report it, as AWS does.
 
@@ -899,6 +964,9 @@ def serve() -> None:
     _keep_lambda_dead_letter_queues()
     _keep_key_rotation_periods()
     _keep_model_network_isolation()
+    _emulate_update_endpoint()
+    _emulate_test_event_pattern()
+    _merge_customer_metadata_on_update()
     _know_current_organization_service_principals()
     _list_and_disable_security_hub_organization_admins()
     _delete_trails_by_arn()

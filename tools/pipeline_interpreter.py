@@ -43,6 +43,7 @@ import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -55,6 +56,8 @@ PROCESSING_ROOT = PurePosixPath("/opt/ml/processing")
 PROCESSING_OUTPUT_ROOT = PROCESSING_ROOT / "output"
 CONTAINER_PREFIX = "/opt/ml/"
 PROGRAM_PACKAGE = "ml"
+# Concurrent object transfers per staging or upload (boto3 clients are thread-safe).
+TRANSFER_THREADS = 8
 # The built-in algorithm images (repository, framework version) and the in-process program
 # honouring each one's contract with the same library versions.
 BUILT_IN_ALGORITHMS = {XGBOOST_REPOSITORY: (XGBOOST_FRAMEWORK, "ml.xgboost_training")}
@@ -223,12 +226,23 @@ class PipelineInterpreter:
 
     # --- a run ----------------------------------------------------------------------------
 
-    def run(self, parameters: Mapping[str, Any] | None = None) -> PipelineRun:
+    def run(
+        self, parameters: Mapping[str, Any] | None = None, *, execution_arn: str | None = None
+    ) -> PipelineRun:
+        """One execution; `execution_arn` is the one an emulator recorded for it (Start-
+        PipelineExecution), so the run's outputs and lineage name an execution that can be
+        described; a fresh id otherwise."""
         values = self._parameter_values(parameters or {})
-        execution_id = uuid.uuid4().hex[:12]
+        if execution_arn is None:
+            execution_arn = f"{self.pipeline_arn}/execution/{uuid.uuid4().hex[:12]}"
+        if not execution_arn.startswith(f"{self.pipeline_arn}/execution/"):
+            raise PipelineDefinitionError(
+                f"execution {execution_arn} is not an execution of {self.pipeline_arn}"
+            )
+        execution_id = execution_arn.rsplit("/", 1)[1]
         run = PipelineRun(
             execution_id=execution_id,
-            execution_arn=f"{self.pipeline_arn}/execution/{execution_id}",
+            execution_arn=execution_arn,
             start_time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
             parameters=values,
         )
@@ -476,14 +490,20 @@ class PipelineInterpreter:
         """S3Prefix semantics: each object at its key relative to the prefix (an object whose
         key is the prefix itself lands under its own name)."""
         _, prefix = split_uri(uri)
-        for key in keys:
+
+        def fetch(key: str) -> None:
             relative = key[len(prefix) :].lstrip("/") or PurePosixPath(key).name
             self.store.download(uri, key, target / relative)
 
+        _in_parallel(fetch, keys)
+
     def _upload(self, folder: Path, uri: str) -> None:
         base = uri.rstrip("/")
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+
+        def put(path: Path) -> None:
             self.store.upload(path, f"{base}/{path.relative_to(folder).as_posix()}")
+
+        _in_parallel(put, sorted(p for p in folder.rglob("*") if p.is_file()))
 
     # --- training ---------------------------------------------------------------------------
 
@@ -554,6 +574,19 @@ class PipelineInterpreter:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _in_parallel(action: Callable[[Any], None], items: list[Any]) -> None:
+    """Each item through `action` on TRANSFER_THREADS threads, as SageMaker stages inputs and
+    uploads outputs concurrently (an offline store is thousands of hourly files); the first
+    failure is raised."""
+    if len(items) < 2:
+        for item in items:
+            action(item)
+        return
+    with ThreadPoolExecutor(max_workers=TRANSFER_THREADS) as pool:
+        for future in [pool.submit(action, item) for item in items]:
+            future.result()
 
 
 def _every_step(steps: list[Any]) -> Iterator[dict[str, Any]]:

@@ -33,9 +33,12 @@ from policies.runtime.model import (
 from requirements.model_lineage import (
     DATASET_MANIFEST_SHA256,
     IMAGE_BY_DIGEST,
+    MODEL_ARCHIVE_SHA256,
+    PROCESSING_IMAGE,
     REQUIRED_CUSTOMER_METADATA,
     REQUIRED_METADATA_PROPERTIES,
     SHA256_HEX,
+    UNRECORDED_REVISION,
 )
 
 APPROVED: Final = "Approved"
@@ -81,11 +84,18 @@ def lineage_gaps(package: dict[str, Any]) -> list[str]:
         for k in REQUIRED_CUSTOMER_METADATA
         if not customer.get(k)
     ]
-    digest = customer.get(DATASET_MANIFEST_SHA256)
-    if digest and not SHA256_HEX.match(str(digest)):
-        gaps.append(
-            f"CustomerMetadataProperties['{DATASET_MANIFEST_SHA256}'] is not a sha256 digest"
-        )
+    gaps += [
+        f"MetadataProperties.{f} is unrecorded (synthesized without PHI_SOURCE_*)"
+        for f in ("CommitId", "Repository")
+        if metadata.get(f) == UNRECORDED_REVISION
+    ]
+    for key in (DATASET_MANIFEST_SHA256, MODEL_ARCHIVE_SHA256):
+        digest = customer.get(key)
+        if digest and not SHA256_HEX.match(str(digest)):
+            gaps.append(f"CustomerMetadataProperties['{key}'] is not a sha256 digest")
+    steps_image = customer.get(PROCESSING_IMAGE)
+    if steps_image and not IMAGE_BY_DIGEST.match(str(steps_image)):
+        gaps.append(f"CustomerMetadataProperties['{PROCESSING_IMAGE}'] is not pinned by digest")
     metrics = package.get("ModelMetrics") or {}
     if _s3_uri(metrics, "ModelQuality", "Statistics", "S3Uri") is None:
         gaps.append("ModelMetrics.ModelQuality.Statistics (the evaluation report)")

@@ -13,6 +13,13 @@ rolled back from is tagged `phi-ml:rolled-back-by=<violation>` and never chosen 
 monitoring schedule is pointed at the data-quality job definition of the version returned to
 (`<endpoint>-dq-v<n>`, the deployer's), so the next run judges against that version's baseline.
 
+The registry's history shows it: the model package the left configuration served (the
+deployer tags each configuration with it) is set to Rejected, with the violation and the
+version returned to in its ApprovalDescription and customer metadata (`rolled-back-at`,
+`rolled-back-to`, `rolled-back-endpoint`), so it is never redeployed without a new approval and
+`make lineage` lists the rollback. Only ever Rejected: the function's role may set no other
+status.
+
 Idempotency: the violation's identity is its processing job ARN (EventBridge may deliver the
 same state change more than once, under different event ids). Before switching, the endpoint
 is tagged with the violation, the configuration it leaves and the one it returns to; a repeated
@@ -36,6 +43,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -51,6 +59,15 @@ TAG_VIOLATION = "phi-ml:rollback-violation"
 TAG_ROLLED_BACK_FROM = "phi-ml:rolled-back-from"
 TAG_ROLLED_BACK_TO = "phi-ml:rolled-back-to"
 TAG_ROLLED_BACK_BY = "phi-ml:rolled-back-by"
+# The deployer's tag naming the model package a configuration serves (runtime/deployer).
+TAG_MODEL_PACKAGE = "phi-ml:model-package-arn"
+REJECTED = "Rejected"
+# requirements/model_lineage.py's keys: this function's package carries only its own folder,
+# so they are written here and a test holds them equal.
+ROLLED_BACK_AT = "rolled-back-at"
+ROLLED_BACK_TO = "rolled-back-to"
+ROLLED_BACK_ENDPOINT = "rolled-back-endpoint"
+APPROVAL_DESCRIPTION_MAX = 1024
 SCHEDULE_ARN = re.compile(
     r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:monitoring-schedule/(?P<name>[A-Za-z0-9-]+)$"
 )
@@ -208,7 +225,17 @@ def roll_back(
         log(logging.WARNING, "finishing a recorded rollback", current=current, to=target, **fields)
         sagemaker.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=target)
         repoint_monitor(sagemaker, schedule_name, endpoint_name, target, fields)
-        return result("rolled-back", rolled_back_from=current, rolled_back_to=target, **fields)
+        left = tags.get(TAG_ROLLED_BACK_FROM, "")
+        rejected = record_in_registry(
+            sagemaker, endpoint_name, left, target, violation_id, fields=fields
+        )
+        return result(
+            "rolled-back",
+            rolled_back_from=current,
+            rolled_back_to=target,
+            rejected_package=rejected,
+            **fields,
+        )
 
     if status != "InService":
         log(logging.WARNING, "endpoint busy: retry later", status=status, **fields)
@@ -242,7 +269,72 @@ def roll_back(
     sagemaker.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=previous)
     repoint_monitor(sagemaker, schedule_name, endpoint_name, previous, fields)
     log(logging.WARNING, "rolled back", rolled_back_from=current, rolled_back_to=previous, **fields)
-    return result("rolled-back", rolled_back_from=current, rolled_back_to=previous, **fields)
+    rejected = record_in_registry(
+        sagemaker, endpoint_name, current, previous, violation_id, fields=fields
+    )
+    return result(
+        "rolled-back",
+        rolled_back_from=current,
+        rolled_back_to=previous,
+        rejected_package=rejected,
+        **fields,
+    )
+
+
+def package_of(sagemaker: Any, configuration: str) -> str | None:
+    """The model package a configuration serves, as the deployer tagged it; None without."""
+    if not configuration:
+        return None
+    arn = sagemaker.describe_endpoint_config(EndpointConfigName=configuration)["EndpointConfigArn"]
+    return tags_of(sagemaker, arn).get(TAG_MODEL_PACKAGE)
+
+
+def record_in_registry(
+    sagemaker: Any,
+    endpoint_name: str,
+    left: str,
+    returned_to: str,
+    violation_id: str,
+    *,
+    fields: dict[str, Any],
+) -> str | None:
+    """Set the left version's package to Rejected with why and where the endpoint went; the
+    package ARN, or None when the configuration names none (not the deployer's) or it is
+    already recorded. After the switch: the endpoint is safe first, the record follows."""
+    package = package_of(sagemaker, left)
+    if package is None:
+        log(
+            logging.WARNING,
+            "rollback not recorded in the registry: no package",
+            left=left,
+            **fields,
+        )
+        return None
+    described = sagemaker.describe_model_package(ModelPackageName=package)
+    metadata = dict(described.get("CustomerMetadataProperties") or {})
+    if metadata.get(ROLLED_BACK_AT) and described.get("ModelApprovalStatus") == REJECTED:
+        return None
+    returned_package = package_of(sagemaker, returned_to) or returned_to
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    description = (
+        f"Rolled back {now}: Model Monitor found violations ({violation_id}); endpoint "
+        f"{endpoint_name} returned to {returned_package}. Redeploying needs a new approval."
+    )
+    metadata.update(
+        {
+            ROLLED_BACK_AT: now,
+            ROLLED_BACK_TO: returned_package,
+            ROLLED_BACK_ENDPOINT: endpoint_name,
+        }
+    )
+    sagemaker.update_model_package(
+        ModelPackageArn=package,
+        ModelApprovalStatus=REJECTED,
+        ApprovalDescription=description[:APPROVAL_DESCRIPTION_MAX],
+        CustomerMetadataProperties=metadata,
+    )
+    log(logging.WARNING, "rolled-back version rejected in the registry", package=package, **fields)
+    return str(package)
 
 
 def previous_configuration(sagemaker: Any, endpoint_name: str, current: str) -> str | None:

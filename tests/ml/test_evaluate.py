@@ -4,6 +4,7 @@ output, each property with the input that would break it."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -24,6 +25,7 @@ from ml.sagemaker_paths import (
     DATASET_MANIFEST,
     EVALUATION_REPORT,
     MODEL_ARCHIVE,
+    MODEL_DIGEST,
     SPLIT_FILES,
     XGBOOST_MODEL_FILE,
 )
@@ -294,7 +296,11 @@ def test_cli_writes_the_report_and_prints_the_auc(
     report = json.loads((world["output"] / EVALUATION_REPORT).read_text(encoding="utf-8"))
     auc = report["binary_classification_metrics"]["auc"]["value"]
     assert out.count("\n") == 1 and f"AUC {auc:.4f}" in out
-    assert [p.name for p in world["output"].iterdir()] == [EVALUATION_REPORT]  # no temp left
+    # The report and the scored archive's digest, no temp file left.
+    assert sorted(p.name for p in world["output"].iterdir()) == [EVALUATION_REPORT, MODEL_DIGEST]
+    digest = json.loads((world["output"] / MODEL_DIGEST).read_text())["model_archive_sha256"]
+    archive = world["model"] / MODEL_ARCHIVE
+    assert digest == hashlib.sha256(archive.read_bytes()).hexdigest()
 
 
 def test_a_folder_holding_xgboost_model_directly_gives_the_same_report(
@@ -305,6 +311,9 @@ def test_a_folder_holding_xgboost_model_directly_gives_the_same_report(
     plain.joinpath(XGBOOST_MODEL_FILE).write_bytes(bytes(world["booster"].save_raw()))
     from_archive = evaluate(world["model"], world["dataset"], tmp_path / "a")
     assert evaluate(plain, world["dataset"], tmp_path / "b") == from_archive
+    # Only an archive has a digest to record; the plain folder's run names none.
+    assert (tmp_path / "a" / MODEL_DIGEST).is_file()
+    assert not (tmp_path / "b" / MODEL_DIGEST).exists()
 
 
 def test_a_changed_test_split_is_refused_naming_the_file(
