@@ -35,13 +35,19 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 PATIENTS ?=
 PACKAGE ?=
 LINEAGE_FORMAT ?=
+IMAGES_REGISTRY ?=
+IMAGES_TAG ?= local-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+IMAGES_RECORD ?= $(REPORTS)/images/digests.json
+SOURCE_PROFILE ?=
+TARGET_PROFILE ?=
+ENDPOINT_URL ?=
 
 # The commit and repository the synthesized pipeline records on every model version it
 # registers (MetadataProperties); without them a version says `unrecorded`. The URL loses any
 # credentials it carries (https://user:token@host/...); a clone without a remote names itself.
 SOURCE_REVISION = PHI_SOURCE_COMMIT="$$(git rev-parse HEAD 2>/dev/null)" PHI_SOURCE_REPOSITORY="$$( (git config --get remote.origin.url 2>/dev/null || echo "file://$(CURDIR)") | sed -E 's|//[^/@]*@|//|')"
 
-.PHONY: help setup synth synth-local validate plan features ml-demo lineage e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
+.PHONY: help setup synth synth-local validate plan features ml-demo lineage promote-model images images-check e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -89,6 +95,17 @@ ml-demo: ## feature build -> training -> approval -> deploy -> drift -> rollback
 
 lineage: $(STAMP) ## read-only: the chain of the version ENV's endpoint serves (or PACKAGE=<arn|version>): manifest, feature build, run, images, metrics, approval, rollbacks
 	$(PY) -m tools.lineage $(or $(ENV),dev) $(if $(PACKAGE),--package $(PACKAGE)) $(if $(LINEAGE_FORMAT),--format $(LINEAGE_FORMAT)) $(if $(PROFILE),--profile $(PROFILE))
+
+promote-model: $(STAMP) ## move FROM's approved version PACKAGE to TO's registry by digest, pending TO's reviewers (FROM=staging TO=prod PACKAGE=<arn|version>)
+	@test -n "$(PACKAGE)" || { echo "usage: make promote-model FROM=staging TO=prod PACKAGE=<arn|version> [SOURCE_PROFILE=p] [TARGET_PROFILE=p]" >&2; exit 2; }
+	$(PY) -m tools.promote_model --from $(FROM) --to $(TO) --package $(PACKAGE) $(if $(SOURCE_PROFILE),--source-profile $(SOURCE_PROFILE)) $(if $(TARGET_PROFILE),--target-profile $(TARGET_PROFILE)) $(if $(ENDPOINT_URL),--endpoint-url $(ENDPOINT_URL))
+
+images: $(STAMP) ## build and push the images for their platforms (IMAGES_REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com; Docker + buildx), record AWS's images by digest
+	$(PY) -m tools.images build --registry "$(IMAGES_REGISTRY)" --tag "$(IMAGES_TAG)" --record $(IMAGES_RECORD)
+	$(PY) -m tools.images record $(foreach file,$(wildcard environments/*/environment.yaml),--environment $(file)) --record $(IMAGES_RECORD)
+
+images-check: $(STAMP) ## compare every environment file's images with a digests record (IMAGES_RECORD=FILE)
+	$(PY) -m tools.images check $(foreach file,$(wildcard environments/*/environment.yaml),--environment $(file)) --record $(IMAGES_RECORD)
 
 # The whole deploy loop without an AWS account: moto on loopback, apply every stack of the
 # environment in dependency order, the runtime evidence checks, destroy, nothing left behind.

@@ -94,6 +94,7 @@ DEFAULT_SEED: Final = 7
 RUN_FILE: Final = "run.json"
 # The drifted batch: heart rate and systolic pressure shifted far past the training range.
 DRIFT_SHIFT: Final = 60.0
+DRIFTED_FEATURES: Final = ("heart_rate", "systolic_bp")
 CAPTURE_ROWS: Final = 200
 APPROVER_COMMENT: Final = "Reviewed evaluation and baseline (make ml-demo)"
 
@@ -251,11 +252,12 @@ def _now() -> str:
 
 
 def drifted(rows: np.ndarray[Any, Any], columns: Sequence[str]) -> np.ndarray[Any, Any]:
-    """The same rows with the vital signs a sicker (or miscalibrated) population would show:
-    every heart-rate and systolic column shifted by DRIFT_SHIFT."""
+    """The same rows (columns named as in the dataset manifest, the payload's order) with the
+    vital signs a sicker, or miscalibrated, population would show: heart rate and systolic
+    pressure shifted by DRIFT_SHIFT."""
     shifted = rows.copy()
     for index, name in enumerate(columns):
-        if "heart_rate" in name or "systolic" in name:
+        if name in DRIFTED_FEATURES:
             shifted[:, index] += DRIFT_SHIFT
     return shifted
 
@@ -454,8 +456,7 @@ class ModelLoop:
         baseline = package["DriftCheckBaselines"]["ModelDataQuality"]
         statistics = self._document(baseline["Statistics"]["S3Uri"])
         constraints = self._document(baseline["Constraints"]["S3Uri"])
-        columns = [f["name"] for f in constraints["features"]]
-        rows = self._capture_rows(package)
+        rows, columns = self._capture_rows(package)
         with self.log.step("monitor: capture like the training data") as entry:
             clean = detect_violations(statistics, constraints, rows)
             entry["violations"] = len(clean)
@@ -486,7 +487,7 @@ class ModelLoop:
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         return dict(json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
 
-    def _capture_rows(self, package: Mapping[str, Any]) -> np.ndarray[Any, Any]:
+    def _capture_rows(self, package: Mapping[str, Any]) -> tuple[np.ndarray[Any, Any], list[str]]:
         """Inference payloads like the ones the model was trained on: held-out test rows of
         the serving version's dataset, without the label (what the endpoint receives)."""
         manifest_uri = package["CustomerMetadataProperties"][DATASET_MANIFEST_URI]
@@ -496,8 +497,9 @@ class ModelLoop:
         local.mkdir(parents=True, exist_ok=True)
         for name in (DATASET_MANIFEST, SPLIT_FILES["test"]):
             self.s3.download_file(bucket, f"{prefix}/{name}", str(local / name))
-        features = read_split(local, "test").features
-        return np.asarray(features[:CAPTURE_ROWS], dtype=np.float64)
+        split = read_split(local, "test")
+        names = [feature.name for feature in split.manifest.features]
+        return np.asarray(split.features[:CAPTURE_ROWS], dtype=np.float64), names
 
     def trace(self) -> dict[str, Any]:
         with self.log.step("lineage of the serving version") as entry:
