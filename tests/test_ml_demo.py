@@ -177,13 +177,17 @@ def test_the_emulator_switches_an_endpoint_only_to_a_configuration_that_exists(
 
 
 @pytest.mark.emulator
-def test_the_loop_closes_on_the_emulator(tmp_path: Path) -> None:
+def test_the_loop_closes_on_the_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole loop as `make ml-demo ENV=dev` runs it: two versions registered, approved and
     deployed, a drift violation, the endpoint back on the first, the second Rejected, lineage
     without findings."""
     import os  # noqa: PLC0415
 
     from tools.e2e import synthesize_local  # noqa: PLC0415
+
+    # What `make ml-demo` passes the synthesis: the versions record a commit and repository.
+    monkeypatch.setenv("PHI_SOURCE_COMMIT", "0123456789abcdef0123456789abcdef01234567")
+    monkeypatch.setenv("PHI_SOURCE_REPOSITORY", "https://git.example/acme/phi-ml-platform")
 
     outdir = tmp_path / "out"
     synthesize_local(outdir, "dev")

@@ -19,7 +19,8 @@ name is read back from the emulator, none is rebuilt here):
    approval event handed to the deployer function (runtime/deployer, run in-process with the
    settings the deployed function has), which deploys the version and points the monitor at
    its baseline;
-5. steps 1-4 again for a second version (a later export), so there is something to go back to;
+5. steps 1-4 again for a second version (a later export of a fifth as many new patients), so
+   there is something to go back to;
 6. monitoring: a capture batch like the training data finds no violation; a drifted one (vital
    signs shifted) violates the serving version's baseline constraints (ml/monitor_baseline),
    and the monitoring job's "CompletedWithViolations" event goes to the rollback function
@@ -326,7 +327,13 @@ class ModelLoop:
             scratch=self.scratch,
             register=self.register,
             pipeline_arn=pipeline_arn,
+            record_training_job=self.record_training_job,
         )
+
+    def record_training_job(self, name: str, request: dict[str, Any]) -> None:
+        """The training job as SageMaker Pipelines creates it (CreateTrainingJob with the step's
+        resolved arguments), so lineage can describe it; the interpreter then runs it."""
+        self.sagemaker.create_training_job(TrainingJobName=name, **request)
 
     def register(self, arguments: dict[str, Any]) -> str:
         arn = str(self.sagemaker.create_model_package(**arguments)["ModelPackageArn"])
@@ -359,9 +366,11 @@ class ModelLoop:
         folder = f"ml-demo-{generation}/"
         export_root = self.scratch / f"export-{generation}"
         with self.log.step("synthetic export", generation=generation) as entry:
-            generated = synthetic_fhir.generate(
-                self.patients, self.seed + generation - 1, as_of=AS_OF
-            )
+            # The second export is new data for a later version: a fifth of the population
+            # again (other patients, its own seed), so the offline store grows as it would.
+            patients = self.patients if generation == 1 else max(1, self.patients // 5)
+            entry["patients"] = patients
+            generated = synthetic_fhir.generate(patients, self.seed + generation - 1, as_of=AS_OF)
             synthetic_fhir.write_export(generated, export_root)
             entry["files"] = upload_export(
                 self.s3,

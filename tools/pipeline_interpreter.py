@@ -190,6 +190,9 @@ class PipelineRun:
 
 
 Register = Callable[[dict[str, Any]], str]
+# (job name, the CreateTrainingJob request the step makes): an emulator records the job, as
+# SageMaker Pipelines creates it, so the run's lineage can describe it.
+RecordJob = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -210,11 +213,13 @@ class PipelineInterpreter:
         scratch: Path,
         register: Register,
         pipeline_arn: str = "arn:aws:sagemaker:us-east-1:000000000000:pipeline/local",
+        record_training_job: RecordJob | None = None,
     ) -> None:
         self.definition = definition
         self.store = store
         self.scratch = scratch
         self.register = register
+        self.record_training_job = record_training_job
         self.pipeline_arn = pipeline_arn
         steps = definition.get("Steps")
         if not isinstance(steps, list) or not steps:
@@ -531,6 +536,8 @@ class PipelineInterpreter:
                 f"Steps.{name}: HyperParameters must be strings: {', '.join(not_text)}"
             )
         job = f"pipelines-{run.execution_id}-{name.lower()}"
+        if self.record_training_job is not None:
+            self.record_training_job(job, dict(arguments))
         root = self.scratch / run.execution_id / name / "algo-1"
         job_input = root / "opt/ml/input"
         channels: dict[str, Any] = {}
