@@ -139,9 +139,10 @@ report-png: report ## a screenshot of the evidence report (needs Chromium): repo
 diff: $(STAMP) ## what promoting FROM to TO changes (FROM=staging TO=prod; DIFF_FORMAT=markdown)
 	$(PY) -m tools.diff $(FROM) $(TO) --format $(DIFF_FORMAT) $(DIFF_ARGS)
 
-bench: $(STAMP) ## time synth/validate/scan/gate against the naive provider import, then FHIR -> features against a FHIR object model, shards and growth (~25 min; BENCH_ARGS=--quick)
+bench: $(STAMP) ## time synth/validate/scan/gate against the naive provider import, then FHIR -> features against a FHIR object model, shards and growth, then the model loop: interpreter overhead and ml-demo (~40 min; BENCH_ARGS=--quick)
 	$(PY) -m tools.bench $(BENCH_ARGS)
 	$(PY) -m tools.bench_features $(filter --quick,$(BENCH_ARGS)) $(FEATURES_BENCH_ARGS)
+	$(PY) -m tools.bench_ml $(filter --quick,$(BENCH_ARGS)) $(ML_BENCH_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .

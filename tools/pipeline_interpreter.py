@@ -108,15 +108,23 @@ class FolderObjectStore:
     def keys(self, uri: str) -> list[str]:
         bucket, prefix = split_uri(uri)
         base = self.root / bucket
-        if not base.is_dir():
+        # Walk only the folder the prefix is in: a key prefix need not end at a "/".
+        start = base / prefix.rsplit("/", 1)[0] if "/" in prefix else base
+        if not start.is_dir():
             return []
-        found = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        found = (p.relative_to(base).as_posix() for p in start.rglob("*") if p.is_file())
         return sorted(key for key in found if key.startswith(prefix))
 
     def download(self, uri: str, key: str, target: Path) -> None:
         bucket, _ = split_uri(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.root / bucket / key, target)
+        source = self.root / bucket / key
+        # A hard link where the file system allows it: the programs never write their inputs,
+        # and an offline store is thousands of files a copy would duplicate.
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
 
     def upload(self, source: Path, uri: str) -> None:
         bucket, key = split_uri(uri)
