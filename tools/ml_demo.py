@@ -75,7 +75,12 @@ from tools.e2e import (
 )
 from tools.feature_flow import AS_OF, upload_export
 from tools.features import workload
-from tools.pipeline_interpreter import PipelineInterpreter, PipelineRun, S3ObjectStore
+from tools.pipeline_interpreter import (
+    PipelineInterpreter,
+    PipelineRun,
+    S3ObjectStore,
+    temporary_environment,
+)
 from tools.terraform import (
     Outcome,
     Progress,
@@ -151,16 +156,8 @@ class Emulated:
             "AWS_SESSION_TOKEN": credentials.token or "",
             "AWS_ENDPOINT_URL": self.endpoint_url,
         }
-        saved = {name: os.environ.get(name) for name in values}
-        os.environ.update(values)
-        try:
+        with temporary_environment(values):
             yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def json_path(event: Mapping[str, Any], path: str) -> Any:

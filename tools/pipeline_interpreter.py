@@ -774,11 +774,10 @@ def _refuse_undeclared_outputs(step: str, root: Path, declared: list[Path]) -> N
 
 
 @contextlib.contextmanager
-def _container(root: Path, environment: Mapping[str, str]) -> Iterator[None]:
-    """The step's environment variables and container root, restored afterwards."""
-    saved = {name: os.environ.get(name) for name in (*environment, CONTAINER_ROOT_VARIABLE)}
-    os.environ.update(environment)
-    os.environ[CONTAINER_ROOT_VARIABLE] = str(root)
+def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """These process environment variables while the block runs, the previous ones after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -787,3 +786,10 @@ def _container(root: Path, environment: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _container(
+    root: Path, environment: Mapping[str, str]
+) -> contextlib.AbstractContextManager[None]:
+    """The step's environment variables and container root, restored afterwards."""
+    return temporary_environment({**environment, CONTAINER_ROOT_VARIABLE: str(root)})
