@@ -16,7 +16,8 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from modules.pipelines import UNRECORDED, SourceRevision
+from modules.pipelines import SourceRevision
+from requirements.model_lineage import UNRECORDED_REVISION
 
 REPOSITORY_VARIABLE: Final = "PHI_SOURCE_REPOSITORY"
 COMMIT_VARIABLE: Final = "PHI_SOURCE_COMMIT"
@@ -24,8 +25,10 @@ COMMIT_VARIABLE: Final = "PHI_SOURCE_COMMIT"
 
 def source_revision(environ: Mapping[str, str]) -> SourceRevision:
     """The revision named by `environ`; ValueError naming the variable when it is malformed."""
-    repository = environ.get(REPOSITORY_VARIABLE) or _github_repository(environ) or UNRECORDED
-    commit = environ.get(COMMIT_VARIABLE) or environ.get("GITHUB_SHA") or UNRECORDED
+    repository = (
+        environ.get(REPOSITORY_VARIABLE) or _github_repository(environ) or UNRECORDED_REVISION
+    )
+    commit = environ.get(COMMIT_VARIABLE) or environ.get("GITHUB_SHA") or UNRECORDED_REVISION
     try:
         return SourceRevision(repository=repository, commit=commit)
     except ValidationError as error:

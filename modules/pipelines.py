@@ -101,9 +101,6 @@ INPUT_DATA_URI = "InputDataUri"
 PIPELINE_STATUS_SOURCE = "aws.sagemaker"
 PIPELINE_STATUS_DETAIL_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
 SUCCEEDED = "Succeeded"
-# MetadataProperties when the synthesis was not told which commit it came from: real versions
-# then fail RT_PHI_MODEL_VERSION_TRACEABLE, as they should.
-UNRECORDED = UNRECORDED_REVISION
 
 PROCESSING_ROOT = "/opt/ml/processing"
 MODEL_CONTENT_TYPE = "text/csv"
@@ -130,9 +127,10 @@ class SourceRevision(LayerConfig):
     registers (CreateModelPackage MetadataProperties: Repository and CommitId, at most 1,024
     characters each)."""
 
-    repository: str = Field(default=UNRECORDED, pattern=r"^\S{1,1024}$")
+    repository: str = Field(default=UNRECORDED_REVISION, pattern=r"^\S{1,1024}$")
     commit: str = Field(
-        default=UNRECORDED, pattern=rf"^([0-9a-f]{{40}}|[0-9a-f]{{64}}|{UNRECORDED})$"
+        default=UNRECORDED_REVISION,
+        pattern=rf"^([0-9a-f]{{40}}|[0-9a-f]{{64}}|{UNRECORDED_REVISION})$",
     )
 
 

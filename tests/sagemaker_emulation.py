@@ -1,6 +1,6 @@
 """moto 5.2.5's SageMaker, completed for the runtime functions' tests (in-process `mock_aws`).
 
-moto lacks UpdateEndpoint (emulated here), Model Monitor schedules, a model's
+moto lacks UpdateEndpoint (the emulator's, counted here), Model Monitor schedules, a model's
 EnableNetworkIsolation and Graviton endpoint instance types (all three mended by the emulator
 server, tools/emulator.py, whose functions are reused rather than copied). Those functions
 set class attributes for good, and each call wraps what the previous one left; here they are
@@ -22,6 +22,7 @@ from tools.emulator import (
     _emulate_monitoring_schedules,
     _keep_model_network_isolation,
     _validate_endpoint_instance_types_as_aws_does,
+    update_endpoint_as_sagemaker_does,
 )
 
 FAKE_CREDENTIALS = {
@@ -45,17 +46,14 @@ class UpdateEndpointEmulation:
         emulation = self
 
         def update_endpoint(response: SageMakerResponse) -> ActionResult:
-            name = response._get_param("EndpointName")
-            config = response._get_param("EndpointConfigName")
-            backend = response.sagemaker_backend
-            backend.describe_endpoint_config(config)  # ValidationException if missing
-            endpoint = backend.endpoints[name]
             if emulation.fail_next:
                 emulation.fail_next = False
                 raise ValidationError(message="Rate exceeded (emulated)")
-            emulation.calls.append((name, config))
-            endpoint.endpoint_config_name = config
-            return ActionResult({"EndpointArn": endpoint.arn})
+            switched = update_endpoint_as_sagemaker_does(response)
+            emulation.calls.append(
+                (response._get_param("EndpointName"), response._get_param("EndpointConfigName"))
+            )
+            return switched
 
         monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
 

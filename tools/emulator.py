@@ -377,29 +377,31 @@ def _keep_model_network_isolation() -> None:
     SageMakerResponse.create_model = create_keeping_isolation  # type: ignore[method-assign]
 
 
-def _emulate_update_endpoint() -> None:
-    """UpdateEndpoint, which moto 5.2.5 does not implement: the configuration must exist (a
-    ValidationException otherwise, as SageMaker answers), then the endpoint serves it.
-
-    The deployer switches an endpoint to each newly approved version and the rollback function
-    switches it back; without this the emulator could show neither (`make ml-demo`).
-    """
+def update_endpoint_as_sagemaker_does(response: Any) -> Any:
+    """UpdateEndpoint, which moto 5.2.5 does not implement, for a moto SageMakerResponse: the
+    configuration and the endpoint must exist (a ValidationException otherwise, as SageMaker
+    answers), then the endpoint serves the configuration."""
     from moto.core.responses import ActionResult  # noqa: PLC0415
     from moto.sagemaker.exceptions import ValidationError  # noqa: PLC0415
+
+    name = response._get_param("EndpointName")
+    configuration = response._get_param("EndpointConfigName")
+    backend = response.sagemaker_backend
+    backend.describe_endpoint_config(configuration)
+    if name not in backend.endpoints:
+        raise ValidationError(message=f"Could not find endpoint {name}.")
+    endpoint = backend.endpoints[name]
+    endpoint.endpoint_config_name = configuration
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+def _emulate_update_endpoint() -> None:
+    """The deployer switches an endpoint to each newly approved version and the rollback
+    function switches it back; without UpdateEndpoint the emulator could show neither
+    (`make ml-demo`)."""
     from moto.sagemaker.responses import SageMakerResponse  # noqa: PLC0415
 
-    def update_endpoint(self: Any) -> Any:
-        name = self._get_param("EndpointName")
-        configuration = self._get_param("EndpointConfigName")
-        backend = self.sagemaker_backend
-        backend.describe_endpoint_config(configuration)
-        if name not in backend.endpoints:
-            raise ValidationError(message=f"Could not find endpoint {name}.")
-        endpoint = backend.endpoints[name]
-        endpoint.endpoint_config_name = configuration
-        return ActionResult({"EndpointArn": endpoint.arn})
-
-    SageMakerResponse.update_endpoint = update_endpoint  # type: ignore[attr-defined]
+    SageMakerResponse.update_endpoint = update_endpoint_as_sagemaker_does  # type: ignore[attr-defined]
 
 
 def _merge_customer_metadata_on_update() -> None:
@@ -410,21 +412,16 @@ def _merge_customer_metadata_on_update() -> None:
 
     update = SageMakerModelBackend.update_model_package
 
-    def update_merging(self: Any, model_package_arn: str, *args: Any, **kwargs: Any) -> str:
+    # moto's response handler passes every argument by keyword.
+    def update_merging(self: Any, model_package_arn: str, **arguments: Any) -> str:
         name = self.model_package_name_mapping.get(model_package_arn, model_package_arn)
         existing = self.model_packages.get(name)
-        before = dict(getattr(existing, "customer_metadata_properties", None) or {})
-        given = kwargs.get("customer_metadata_properties")
-        if given is None and len(args) > 2:
-            given = args[2]
-        merged = {**before, **(given or {})}
-        if "customer_metadata_properties" in kwargs or len(args) <= 2:
-            kwargs["customer_metadata_properties"] = merged or None
-        else:
-            args = (*args[:2], merged or None, *args[3:])
-        return str(update(self, model_package_arn, *args, **kwargs))
+        before = getattr(existing, "customer_metadata_properties", None) or {}
+        given = arguments.get("customer_metadata_properties") or {}
+        arguments["customer_metadata_properties"] = {**before, **given} or None
+        return str(update(self, model_package_arn, **arguments))
 
-    SageMakerModelBackend.update_model_package = update_merging  # type: ignore[method-assign]
+    SageMakerModelBackend.update_model_package = update_merging  # type: ignore[assignment,method-assign]
 
 
 def _emulate_test_event_pattern() -> None:
