@@ -25,6 +25,7 @@ from modules.feature_build import FeatureBuild
 from modules.features import Features
 from modules.fhir import DatastoreRegionStorage, Fhir, FhirConfig
 from modules.governance import Governance
+from modules.images import ImageRepositories
 from modules.inference import Inference
 from modules.ingest import Ingest
 from modules.keys import (
@@ -287,6 +288,7 @@ class MlStack(PlatformStack):
         self.registry = Registry(
             self, "registry", config=configs.registry, notification_key=keys.ml_artifacts
         )
+        self.images = ImageRepositories(self, "images", config=configs.images)
         self.feature_build = FeatureBuild(
             self,
             "feature-build",

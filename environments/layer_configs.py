@@ -21,6 +21,8 @@ from modules.detection import DetectionConfig
 from modules.feature_build import FeatureBuildConfig, feature_spec_key, features_pipeline_name
 from modules.features import FeaturesConfig
 from modules.fhir import FHIR_BUCKET_PURPOSE, FhirConfig
+from modules.iam_statements import ECR_IMAGE
+from modules.images import ImagesConfig, ReplicationDestination
 from modules.inference import InferenceConfig
 from modules.ingest import IngestConfig, VpnPeerConfig
 from modules.keys import KeyPurpose, KeysConfig
@@ -67,6 +69,7 @@ class LayerConfigs:
     deployment: DeploymentConfig
     detection: DetectionConfig
     keys: KeysConfig
+    images: ImagesConfig
     # The environment's keys in the FHIR datastore's region, when that is not the environment's
     # region (KMS keys are regional): the datastore's PHI key and its bucket's logs key.
     fhir_region_keys: KeysConfig | None = None
@@ -143,6 +146,36 @@ def _check_feature_builder_can_fill(environment: WorkloadEnvironment) -> None:
             raise LayerConfigError(
                 field if position is None else f"{field}.features[{position}]", rule
             )
+
+
+def _built_image_repositories(environment: WorkloadEnvironment) -> tuple[str, ...]:
+    """The repositories of the images CI builds, which every environment pulls from its own
+    account's registry in its own region (they arrive there by replication)."""
+    ml = environment.ml
+    references = {
+        "ml.features.builder.image": ml.features.builder.image,
+        "ml.pipeline.processing_image": ml.pipeline.processing_image,
+        "ml.pipeline.inference_image": ml.pipeline.inference_image,
+    }
+    repositories: list[str] = []
+    for field, reference in references.items():
+        if reference is None:
+            continue
+        parts = ECR_IMAGE.match(reference)
+        if parts is None:
+            raise LayerConfigError(field, f"'{reference}' is not an ECR image reference")
+        registry = (parts["account"], parts["region"])
+        if registry != (environment.account_id, environment.region):
+            raise LayerConfigError(
+                field,
+                f"the image is in {registry[0]} {registry[1]}, not in this environment's "
+                f"registry ({environment.account_id} {environment.region}): the platform's "
+                "images are pulled from the account's own repositories, where ECR replicates "
+                "them (ml.images)",
+            )
+        if parts["repository"] not in repositories:
+            repositories.append(parts["repository"])
+    return tuple(repositories)
 
 
 def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
@@ -417,6 +450,21 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         if fhir is not None and fhir_elsewhere
         else None
     )
+    images = _build(
+        ImagesConfig,
+        "ml.images",
+        {
+            "replicate_to": "ml.images.replicate_to",
+            "replicated_from": "ml.images.replicated_from",
+        },
+        **common,
+        repositories=_built_image_repositories(env),
+        replicate_to=tuple(
+            ReplicationDestination(account_id=d.account_id, region=d.region)
+            for d in ml.images.replicate_to
+        ),
+        replicated_from=ml.images.replicated_from,
+    )
     return LayerConfigs(
         storage=storage,
         network=network,
@@ -431,5 +479,6 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         deployment=deployment,
         detection=detection,
         keys=keys,
+        images=images,
         fhir_region_keys=fhir_region_keys,
     )

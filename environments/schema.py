@@ -352,6 +352,19 @@ class MonitoringSettings(_Model):
     max_runtime_seconds: int
 
 
+class ReplicationDestinationSettings(_Model):
+    account_id: AccountId
+    region: Region
+
+
+class ImagesSettings(_Model):
+    """Where CI's one build of each image goes. The account that builds lists the accounts
+    ECR replicates to; each of those names the one account it receives from."""
+
+    replicate_to: tuple[ReplicationDestinationSettings, ...] = ()
+    replicated_from: AccountId | None = None
+
+
 class MlSettings(_Model):
     """The data-to-model path. Values only; each layer's config enforces its own rules (see
     environments/layer_configs.py, which reports them against these fields)."""
@@ -362,6 +375,7 @@ class MlSettings(_Model):
     registry: RegistrySettings
     inference: InferenceSettings
     monitoring: MonitoringSettings
+    images: ImagesSettings = ImagesSettings()
 
     @model_validator(mode="after")
     def _pipeline_registers_into_a_known_group(self) -> MlSettings:

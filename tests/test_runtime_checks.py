@@ -281,6 +281,20 @@ class Deployment:
             sagemaker.create_model_package_group(ModelPackageGroupName=group)
         assert ml_key
 
+    def images(self) -> None:
+        for name in self.expected.image_repositories:
+            self.repository(name)
+
+    def repository(self, name: str, *, encryption: str = "KMS") -> str:
+        """As modules/images.py creates it; returns its ARN."""
+        self.client("ecr").create_repository(
+            repositoryName=name,
+            imageTagMutability="IMMUTABLE",
+            imageScanningConfiguration={"scanOnPush": True},
+            encryptionConfiguration={"encryptionType": encryption},
+        )
+        return self.arn("ecr", f"repository/{name}")
+
     def endpoint_config(
         self, version: str, *, kms: bool = True, capture: dict[str, Any] | None = None
     ) -> str:
@@ -451,6 +465,7 @@ WORKLOAD_LAYERS = (
     "network",
     "detection",
     "ml",
+    "images",
     "compute",
     "feature_data",
     "model_loop",
@@ -465,6 +480,7 @@ LAYERS_OF_CHECK = {
     "RT_PHI_VPC_": ("network",),
     "RT_PHI_GUARDDUTY_": ("detection",),
     "RT_PHI_SAGEMAKER_": ("keys", "ml"),
+    "RT_PHI_IMAGE_": ("images",),
     "RT_PHI_MODEL_": ("keys", "ml", "model_loop"),
     "RT_PHI_LAUNCH_TEMPLATE_": ("network", "compute"),
     "RT_PHI_LAMBDA_": ("network", "compute"),
@@ -731,6 +747,36 @@ def _endpoint_config_without_kms(d: Deployment) -> str:
     return d.endpoint_config("v2-no-kms", kms=False)
 
 
+def _first_repository(d: Deployment) -> str:
+    return d.expected.image_repositories[0]
+
+
+def _tags_mutable(d: Deployment) -> str:
+    name = _first_repository(d)
+    d.client("ecr").put_image_tag_mutability(repositoryName=name, imageTagMutability="MUTABLE")
+    return d.arn("ecr", f"repository/{name}")
+
+
+def _scan_on_push_off(d: Deployment) -> str:
+    name = _first_repository(d)
+    d.client("ecr").put_image_scanning_configuration(
+        repositoryName=name, imageScanningConfiguration={"scanOnPush": False}
+    )
+    return d.arn("ecr", f"repository/{name}")
+
+
+def _repository_encrypted_with_s3_keys(d: Deployment) -> str:
+    name = _first_repository(d)
+    d.client("ecr").delete_repository(repositoryName=name)
+    return d.repository(name, encryption="AES256")
+
+
+def _repository_deleted(d: Deployment) -> str:
+    name = _first_repository(d)
+    d.client("ecr").delete_repository(repositoryName=name)
+    return d.arn("ecr", f"repository/{name}")
+
+
 def _first_group(d: Deployment) -> str:
     return d.expected.model_package_groups[0]
 
@@ -897,6 +943,20 @@ MISCONFIGURATIONS = {
     ),
     "GuardDuty malware protection off": Misconfiguration(
         "RT_PHI_GUARDDUTY_ENABLED", _guardduty_plan_off, "EBS_MALWARE_PROTECTION"
+    ),
+    "image tags mutable": Misconfiguration(
+        "RT_PHI_IMAGE_REPOSITORIES_HARDENED", _tags_mutable, "tags are MUTABLE"
+    ),
+    "image pushes not scanned": Misconfiguration(
+        "RT_PHI_IMAGE_REPOSITORIES_HARDENED", _scan_on_push_off, "pushes are not scanned"
+    ),
+    "image repository with S3-managed keys": Misconfiguration(
+        "RT_PHI_IMAGE_REPOSITORIES_HARDENED",
+        _repository_encrypted_with_s3_keys,
+        "encrypted with AES256, not KMS",
+    ),
+    "image repository deleted": Misconfiguration(
+        "RT_PHI_IMAGE_REPOSITORIES_HARDENED", _repository_deleted, "no repository"
     ),
     "endpoint configuration without KMS": Misconfiguration(
         "RT_PHI_SAGEMAKER_ENDPOINT_KMS",

@@ -125,6 +125,8 @@ class ExpectedResources:
     endpoint_config_prefix: str | None = None
     feature_groups: tuple[str, ...] = ()
     model_package_groups: tuple[str, ...] = ()
+    # The ECR repositories the environment's images are pulled from (modules/images.py).
+    image_repositories: tuple[str, ...] = ()
     # Accounts a model package group policy may name: this one and the production account.
     model_package_readers: tuple[str, ...] = ()
     # Roles of the automation (pipelines, jobs): an approval by one of them is not a person's.
@@ -223,6 +225,7 @@ def _workload(
         endpoint_config_prefix=f"{inference.name}-",
         feature_groups=tuple(group.name for group in configs.features.groups),
         model_package_groups=configs.registry.model_package_groups,
+        image_repositories=configs.images.repositories,
         model_package_readers=tuple(
             sorted({environment.account_id, configs.registry.production_account_id})
         ),
