@@ -93,8 +93,8 @@ ml-demo: ## feature build -> training -> approval -> deploy -> drift -> rollback
 	$(SOURCE_REVISION) $(MAKE) --no-print-directory synth-local ENV="$(or $(ENV),dev)"
 	$(PY) -m tools.ml_demo $(or $(ENV),dev) --out $(LOCAL_OUT) --reports $(REPORTS)/ml $(if $(PATIENTS),--patients $(PATIENTS))
 
-lineage: $(STAMP) ## read-only: the chain of the version ENV's endpoint serves (or PACKAGE=<arn|version>): manifest, feature build, run, images, metrics, approval, rollbacks
-	$(PY) -m tools.lineage $(or $(ENV),dev) $(if $(PACKAGE),--package $(PACKAGE)) $(if $(LINEAGE_FORMAT),--format $(LINEAGE_FORMAT)) $(if $(PROFILE),--profile $(PROFILE))
+lineage: $(STAMP) ## read-only: the chain of the version ENV's endpoint serves (or PACKAGE=<arn|version>): manifest, feature build, run, images, metrics, approval, rollbacks; a promoted version's training read in its source account with SOURCE_PROFILE=<profile>
+	$(PY) -m tools.lineage $(or $(ENV),dev) $(if $(PACKAGE),--package $(PACKAGE)) $(if $(LINEAGE_FORMAT),--format $(LINEAGE_FORMAT)) $(if $(PROFILE),--profile $(PROFILE)) $(if $(SOURCE_PROFILE),--source-profile $(SOURCE_PROFILE))
 
 promote-model: $(STAMP) ## move FROM's approved version PACKAGE to TO's registry by digest, pending TO's reviewers (FROM=staging TO=prod PACKAGE=<arn|version>)
 	@test -n "$(PACKAGE)" || { echo "usage: make promote-model FROM=staging TO=prod PACKAGE=<arn|version> [SOURCE_PROFILE=p] [TARGET_PROFILE=p]" >&2; exit 2; }

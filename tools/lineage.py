@@ -4,6 +4,7 @@ environment's account: the version the endpoint serves, or the one named.
 
     python -m tools.lineage ENV [--package ARN|VERSION] [--format text|json] [--output FILE]
                                 [--endpoint-url URL] [--profile PROFILE]
+                                [--source-profile PROFILE]
 
 What it prints, each link read from where the platform records it:
 - the version, its provenance (MetadataProperties) and its approval: status, comment, who last
@@ -18,7 +19,13 @@ What it prints, each link read from where the platform records it:
   the recorded model archive sha256 (recorded by Evaluate, not recomputed here), the
   model-quality metrics (the report the version names, read from S3) and the drift baseline;
 - the endpoint: endpoint configuration -> model -> the package its deployer tag names;
-- every rollback in the group: the versions carrying `rolled-back-at`, in time order.
+- every rollback in the group: the versions carrying `rolled-back-at`, in time order;
+- for a version promoted from another environment (`promoted-from`, tools/promote_model.py):
+  where it was trained and approved. Its dataset manifest, feature build, pipeline execution
+  and training job are in that account: with --source-profile they are read there (the source
+  version's own lineage, whose findings are this one's, plus: the source must be Approved and
+  record the same model-archive-sha256); without, they are named with the command that reads
+  them, and nothing is read across accounts.
 
 Read-only: SageMaker and STS Describe*/List*/Get* calls, and S3 GetObject of the two documents
 the version names (the manifest, the metrics report), which hold counts and digests, never a
@@ -793,14 +800,124 @@ def endpoint_section(
     return section
 
 
+def archive_of(package: dict[str, Any]) -> dict[str, Any]:
+    """This version's own model archive (a promoted version's is the copy in its account)."""
+    containers = (package.get("InferenceSpecification") or {}).get("Containers") or []
+    return {
+        "model_archive": str(containers[0].get("ModelDataUrl", "")) or None if containers else None
+    }
+
+
+def source_environment(arn: str) -> WorkloadEnvironment | None:
+    """The environment file whose account and region hold the package ARN's registry."""
+    matched = PACKAGE_ARN.match(arn)
+    if matched is None:
+        return None
+    root = Path(os.environ.get("PHI_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR))
+    for environment in load_environments(root=root):
+        if (
+            isinstance(environment, WorkloadEnvironment)
+            and environment.account_id == matched["account"]
+            and environment.region == matched["region"]
+        ):
+            return environment
+    return None
+
+
+def not_followed(
+    customer: dict[str, str], execution_arn: str | None, note: str
+) -> dict[str, dict[str, Any]]:
+    """The training side of a promoted version, as recorded, when its account is not read."""
+    return {
+        "dataset_manifest": {
+            "uri": customer.get(DATASET_MANIFEST_URI),
+            "recorded_sha256": customer.get(DATASET_MANIFEST_SHA256),
+            "note": note,
+        },
+        "feature_build": {"arn": customer.get(FEATURE_BUILD_JOB), "note": note},
+        "pipeline_execution": {"arn": execution_arn, "note": note},
+        "training": {
+            "model_archive_sha256": customer.get(MODEL_ARCHIVE_SHA256),
+            "model_archive_sha256_source": "recorded by Evaluate; not recomputed here",
+            "job": None,
+            "hyperparameters": None,
+            "note": note,
+        },
+    }
+
+
+def promotion_section(
+    reader: Reader,
+    promoted_from: str,
+    customer: dict[str, str],
+    *,
+    execution_arn: str | None,
+    endpoint_url: str | None,
+    source_clients: SourceClients | None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Where a promoted version was trained and approved, and its training side read there
+    (the source version's own lineage), or named with how to read it."""
+    source = source_environment(promoted_from)
+    section: dict[str, Any] = {"from": promoted_from, "followed": False}
+    if source is None:
+        note = reader.finding(
+            f"promoted from {promoted_from}, which is in no environment file's account and "
+            "region: its training cannot be traced"
+        )
+        return {**section, "note": note}, not_followed(customer, execution_arn, note)
+    section |= {"environment": source.name, "account": source.account_id}
+    if source_clients is None:
+        note = (
+            f"trained in {source.name} (account {source.account_id}), not read from this "
+            f"account: make lineage ENV={source.name} PACKAGE={promoted_from}, or "
+            "SOURCE_PROFILE=<a profile of that account> here"
+        )
+        return {**section, "note": note}, not_followed(customer, execution_arn, note)
+    lineage = trace(
+        source,
+        source_clients(source),
+        package=promoted_from,
+        endpoint_url=endpoint_url,
+        source_clients=source_clients,
+    )
+    for finding in lineage["findings"]:
+        reader.finding(f"{source.name}: {finding}")
+    reader.unavailable.extend(f"{source.name}: {u}" for u in lineage["unavailable"])
+    if lineage["approval"]["status"] != APPROVED:
+        reader.finding(
+            f"promoted from {promoted_from}, which is {lineage['approval']['status']} in "
+            f"{source.name}: only an approved version may be promoted"
+        )
+    recorded = customer.get(MODEL_ARCHIVE_SHA256)
+    source_recorded = lineage["training"].get("model_archive_sha256")
+    if recorded != source_recorded:
+        reader.finding(
+            f"{MODEL_ARCHIVE_SHA256} {recorded} differs from the source version's "
+            f"{source_recorded}: this is not the model {source.name} evaluated"
+        )
+    section |= {
+        "followed": True,
+        "source_approval": lineage["approval"],
+        "source_provenance": lineage["version"]["provenance"],
+    }
+    return section, lineage
+
+
+# Reads the source account of a promoted version: its environment -> clients of that account.
+SourceClients = Callable[[WorkloadEnvironment], ClientFactory]
+
+
 def trace(
     environment: WorkloadEnvironment,
     clients: ClientFactory,
     *,
     package: str | None,
     endpoint_url: str | None,
+    source_clients: SourceClients | None = None,
 ) -> dict[str, Any]:
-    """The lineage document of one version of the environment's group."""
+    """The lineage document of one version of the environment's group. A version promoted from
+    another environment was trained there: its dataset, feature build, pipeline execution and
+    training job are read in that account (`source_clients`), or named and not read."""
     configs = layer_configs(environment)
     group = configs.pipeline.model_package_group_name
     reader = Reader(clients, endpoint_url or f"AWS {environment.region}")
@@ -836,7 +953,33 @@ def trace(
     execution_arn = customer.get(PIPELINE_EXECUTION_KEY) or (
         generated_by if PIPELINE_EXECUTION_ARN.match(generated_by) else None
     )
-    pipeline, definition = pipeline_section(reader, execution_arn, customer)
+    promoted_from = customer.get(PROMOTED_FROM)
+    promotion: dict[str, Any] | None = None
+    if promoted_from:
+        promotion, trained = promotion_section(
+            reader,
+            promoted_from,
+            customer,
+            execution_arn=execution_arn,
+            endpoint_url=endpoint_url,
+            source_clients=source_clients,
+        )
+        manifest, feature_build, pipeline = (
+            trained["dataset_manifest"],
+            trained["feature_build"],
+            trained["pipeline_execution"],
+        )
+        training = {**trained["training"], **archive_of(described)}
+    else:
+        pipeline, definition = pipeline_section(reader, execution_arn, customer)
+        manifest = manifest_section(reader, customer)
+        feature_build = feature_build_section(
+            reader,
+            customer.get(FEATURE_BUILD_JOB),
+            raw_bucket=configs.storage.bucket_name("raw"),
+            export_prefix=configs.feature_build.export_prefix,
+        )
+        training = training_section(reader, described, customer, definition)
     document: dict[str, Any] = {
         "environment": environment.name,
         "account": environment.account_id,
@@ -851,20 +994,16 @@ def trace(
             "created_by": identity(described.get("CreatedBy")),
             "description": described.get("ModelPackageDescription"),
             "provenance": {name: provenance.get(name) for name in REQUIRED_METADATA_PROPERTIES},
-            "promoted_from": customer.get(PROMOTED_FROM),
+            "promoted_from": promoted_from,
             "missing_metadata": missing,
         },
         "approval": approval_section(described),
-        "dataset_manifest": manifest_section(reader, customer),
-        "feature_build": feature_build_section(
-            reader,
-            customer.get(FEATURE_BUILD_JOB),
-            raw_bucket=configs.storage.bucket_name("raw"),
-            export_prefix=configs.feature_build.export_prefix,
-        ),
+        "promotion": promotion,
+        "dataset_manifest": manifest,
+        "feature_build": feature_build,
         "pipeline_execution": pipeline,
         "images": images_section(reader, described, customer),
-        "training": training_section(reader, described, customer, definition),
+        "training": training,
         "metrics": metrics_section(reader, described),
         "drift_baseline": baseline_section(reader, described),
         "endpoint": endpoint_section(reader, view, described),
@@ -938,6 +1077,27 @@ def _version_text(document: dict[str, Any]) -> list[str]:
         _item("last modified at", approval["last_modified_at"]),
         f"  ({approval['note']})",
     ]
+
+
+def _promotion_text(document: dict[str, Any]) -> list[str]:
+    promotion = document["promotion"]
+    if not promotion:
+        return []
+    lines = ["promotion", _item("from", promotion["from"])]
+    if promotion.get("environment"):
+        lines.append(_item("trained in", f"{promotion['environment']} ({promotion['account']})"))
+    if promotion["followed"]:
+        approval = promotion["source_approval"]
+        lines += [
+            _item(
+                "approved there",
+                f"{approval['status']} by {_shown(approval['last_modified_by'])} at "
+                f"{_shown(approval['last_modified_at'])}: {_shown(approval['comment'])}",
+            ),
+            f"  (the dataset, feature build, pipeline execution and training below are read in "
+            f"{promotion['environment']})",
+        ]
+    return lines + _notes(promotion)
 
 
 def _manifest_text(document: dict[str, Any]) -> list[str]:
@@ -1104,6 +1264,7 @@ def _outcome_text(document: dict[str, Any]) -> list[str]:
 
 SECTIONS: Final = (
     _version_text,
+    _promotion_text,
     _manifest_text,
     _chain_text,
     _model_text,
@@ -1122,7 +1283,9 @@ def render_text(document: dict[str, Any]) -> str:
         f"{where}); {document['chosen']}",
     ]
     for section in SECTIONS:
-        lines += ["", *section(document)]
+        shown = section(document)
+        if shown:
+            lines += ["", *shown]
     return "\n".join(lines) + "\n"
 
 
@@ -1146,13 +1309,24 @@ def traced(
     *,
     package: str | None,
     endpoint_url: str | None,
+    source_session: boto3.Session | None = None,
 ) -> dict[str, Any]:
     """trace(), with every reason it cannot run turned into one UsageError line."""
-    clients = ClientFactory(
-        session, environment.region, endpoint_url, emulated=endpoint_url is not None
-    )
+    emulated = endpoint_url is not None
+    clients = ClientFactory(session, environment.region, endpoint_url, emulated=emulated)
+
+    def source_clients(source: WorkloadEnvironment) -> ClientFactory:
+        assert source_session is not None
+        return ClientFactory(source_session, source.region, endpoint_url, emulated=emulated)
+
     try:
-        return trace(environment, clients, package=package, endpoint_url=endpoint_url)
+        return trace(
+            environment,
+            clients,
+            package=package,
+            endpoint_url=endpoint_url,
+            source_clients=source_clients if source_session is not None else None,
+        )
     except CONNECTION_ERRORS as problem:
         raise UsageError(f"cannot reach {endpoint_url or 'AWS'}: {problem}") from None
     except (ClientError, BotoCoreError) as problem:
@@ -1187,20 +1361,41 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--endpoint-url", help="the AWS endpoint (the local emulator); default AWS_ENDPOINT_URL"
     )
     parser.add_argument("--profile", help="AWS profile (default: the usual credentials chain)")
+    parser.add_argument(
+        "--source-profile",
+        help="AWS profile of the account a promoted version was trained in: its dataset, "
+        "feature build, pipeline execution and training are read there (default: named only)",
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None, *, session: boto3.Session | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    session: boto3.Session | None = None,
+    source_session: boto3.Session | None = None,
+) -> int:
     arguments = parse_arguments(argv)
 
     def print_lineage() -> int:
         environment = workload(arguments.environment)
         try:
             chosen = session or boto3.Session(profile_name=arguments.profile)
+            source = source_session or (
+                boto3.Session(profile_name=arguments.source_profile)
+                if arguments.source_profile
+                else None
+            )
         except ProfileNotFound as problem:
             raise UsageError(f"{problem} (see `aws configure list-profiles`)") from None
         endpoint_url = arguments.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-        document = traced(environment, chosen, package=arguments.package, endpoint_url=endpoint_url)
+        document = traced(
+            environment,
+            chosen,
+            package=arguments.package,
+            endpoint_url=endpoint_url,
+            source_session=source,
+        )
         text = (
             json.dumps(document, indent=2, sort_keys=True) + "\n"
             if arguments.format == "json"
