@@ -113,15 +113,24 @@ def write_group(
     order = np.argsort(hours, kind="stable")
     hours_sorted = hours[order]
     boundaries = np.flatnonzero(np.diff(hours_sorted)) + 1
-    full = with_system_columns(table, write_time)
-    for chunk in np.split(order, boundaries):
-        hour = datetime.fromtimestamp(int(hours[chunk[0]]) * 3600, UTC)
-        latest = datetime.fromtimestamp(float(epochs[chunk].max()), UTC)
+    # Ordered by hour once, then each hour a zero-copy slice: an offline store is thousands of
+    # small files, and a take() per file was a tenth of the build.
+    ordered = with_system_columns(table, write_time).take(pa.array(order))
+    epochs_sorted = epochs[order]
+    starts = [0, *boundaries.tolist()]
+    ends = [*boundaries.tolist(), len(order)]
+    for start, end in zip(starts, ends, strict=True):
+        hour = datetime.fromtimestamp(int(hours_sorted[start]) * 3600, UTC)
+        latest = datetime.fromtimestamp(float(epochs_sorted[start:end].max()), UTC)
         folder = data_root / (f"year={hour:%Y}/month={hour:%m}/day={hour:%d}/hour={hour:%H}")
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{latest:%Y%m%dT%H%M%SZ}_{_suffix(group.name, shard, f'{hour:%Y%m%d%H}')}.parquet"
-        rows = full.take(pa.array(chunk))
-        pq.write_table(rows, folder / name, compression=PARQUET_COMPRESSION)
+        rows = ordered.slice(start, end - start)
+        # An open file, not a path: pyarrow would otherwise resolve a filesystem per file. No
+        # dictionary pages: a file holds one hour's few records, where a dictionary saves no
+        # bytes (same store size) and building it was an eighth of the build.
+        with pa.OSFile(str(folder / name), "wb") as sink:
+            pq.write_table(rows, sink, compression=PARQUET_COMPRESSION, use_dictionary=False)
         yield WrittenFile(group.name, folder / name, rows.num_rows)
 
 

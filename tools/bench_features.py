@@ -234,6 +234,10 @@ def run_at_once(commands: Sequence[Sequence[str]], environment: Mapping[str, str
     return time.perf_counter() - started
 
 
+def parquet_files(offline: Path) -> int:
+    return sum(1 for _ in offline.rglob("*.parquet"))
+
+
 def canonical_records(offline: Path, spec: FeatureSpec) -> dict[str, list[bytes]]:
     """Each group's offline records, sorted, as bytes (shard order and file names aside)."""
     root = offline_store_uri_of(spec.groups)
@@ -282,6 +286,10 @@ class FeatureBench:
     one_shard_seconds: list[float] = field(default_factory=list)
     two_shard_seconds: list[float] = field(default_factory=list)
     shard_union_identical: bool = False
+    # Parquet files each way wrote: one per group and event-time hour a shard holds records
+    # of, so two shards together write more files than one (the hours do not split).
+    one_shard_files: int = 0
+    two_shard_files: list[int] = field(default_factory=list)
     growth: list[GrowthRun] = field(default_factory=list)
 
     def throughput_ratio(self) -> float:
@@ -389,6 +397,14 @@ def summary_sentences(bench: FeatureBench) -> list[str]:
         f"{len(bench.one_shard_seconds)}); the union equals the single build: "
         f"{'yes' if bench.shard_union_identical else 'NO'}.",
     ]
+    if bench.two_shard_files:
+        lines.append(
+            f"Offline-store files written: one shard {bench.one_shard_files:,}, two shards "
+            f"{' + '.join(f'{n:,}' for n in bench.two_shard_files)} = "
+            f"{sum(bench.two_shard_files):,} (one per group and event-time hour each shard "
+            "holds records of: the hours do not split between shards, so neither does that "
+            "part of the work)."
+        )
     fit, exponent = bench.growth_fit(), bench.growth_exponent()
     if fit is not None and exponent is not None:
         shape = "linear" if abs(exponent - 1) <= LINEAR_EXPONENT_TOLERANCE else "not linear"
@@ -515,6 +531,10 @@ class Run:
             _log(f"two shards at once: {seconds:.1f} s")
             bench.two_shard_seconds.append(seconds)
             if index == 0:
+                bench.one_shard_files = parquet_files(one)
+                bench.two_shard_files = [
+                    parquet_files(two / f"algo-{n + 1}") for n in range(SHARDS)
+                ]
                 single = canonical_records(one, self.spec)
                 union: dict[str, list[bytes]] = {}
                 for n in range(SHARDS):
