@@ -17,9 +17,7 @@ import pytest
 
 from requirements.model_lineage import DATASET_MANIFEST_URI, MODEL_ARCHIVE_SHA256, PROMOTED_FROM
 from tests.test_promote_model import (
-    PROD_ENV,
     STAGING_ENV,
-    TARGET_GROUP,
     World,
     promoted,
     recorded_calls,
@@ -49,6 +47,14 @@ def traced(
         source_session=source,
     )
     return code, json.loads(output.read_text(encoding="utf-8"))
+
+
+def recorded_in_prod(world: World, package: dict[str, Any], key: str, value: str) -> None:
+    """The promoted version in prod's registry, one customer metadata value changed."""
+    customer = {**package["CustomerMetadataProperties"], key: value}
+    world.client(world.prod, "sagemaker").update_model_package(
+        ModelPackageArn=package["ModelPackageArn"], CustomerMetadataProperties=customer
+    )
 
 
 def manifest_reads(calls: list[tuple[str, str, str]]) -> list[str]:
@@ -140,11 +146,7 @@ def test_a_promoted_version_recording_another_model_digest_is_a_finding(
     world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     package = promoted(world, capsys)
-    target = world.client(world.prod, "sagemaker")
-    customer = {**package["CustomerMetadataProperties"], MODEL_ARCHIVE_SHA256: "f" * 64}
-    target.update_model_package(
-        ModelPackageArn=package["ModelPackageArn"], CustomerMetadataProperties=customer
-    )
+    recorded_in_prod(world, package, MODEL_ARCHIVE_SHA256, "f" * 64)
     code, document = traced(
         tmp_path, "prod", world.prod, package["ModelPackageArn"], source=world.staging
     )
@@ -157,13 +159,8 @@ def test_a_version_promoted_from_an_account_no_environment_names_is_a_finding(
 ) -> None:
     package = promoted(world, capsys)
     foreign = world.versions["v1"].replace(STAGING_ENV.account_id, "999988887777")
-    target = world.client(world.prod, "sagemaker")
-    customer = {**package["CustomerMetadataProperties"], PROMOTED_FROM: foreign}
-    target.update_model_package(
-        ModelPackageArn=package["ModelPackageArn"], CustomerMetadataProperties=customer
-    )
+    recorded_in_prod(world, package, PROMOTED_FROM, foreign)
     code, document = traced(tmp_path, "prod", world.prod, package["ModelPackageArn"])
     assert code == 1
     assert document["promotion"]["followed"] is False
     assert any("in no environment file's account" in f for f in document["findings"])
-    assert PROD_ENV.name == "prod" and TARGET_GROUP

@@ -113,6 +113,8 @@ PIPELINE_EXECUTION_ARN: Final = re.compile(
 S3_URI: Final = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
 ARCHIVE_SUFFIX: Final = f"/output/{MODEL_ARCHIVE}"
 T = TypeVar("T")
+# Where the model archive digest comes from: the lineage never downloads the archive.
+ARCHIVE_DIGEST_SOURCE: Final = "recorded by Evaluate; not recomputed here"
 # Manifest inputs printed in the text form (JSON lists every one).
 TEXT_INPUTS_SHOWN: Final = 10
 
@@ -619,12 +621,11 @@ def training_section(
     customer: dict[str, str],
     definition: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    containers = (package.get("InferenceSpecification") or {}).get("Containers") or []
-    archive = str(containers[0].get("ModelDataUrl", "")) if containers else ""
+    archive = model_archive_url(package) or ""
     section: dict[str, Any] = {
         "model_archive": archive or None,
         "model_archive_sha256": customer.get(MODEL_ARCHIVE_SHA256),
-        "model_archive_sha256_source": "recorded by Evaluate; not recomputed here",
+        "model_archive_sha256_source": ARCHIVE_DIGEST_SOURCE,
         "job": None,
         "hyperparameters": None,
     }
@@ -800,12 +801,10 @@ def endpoint_section(
     return section
 
 
-def archive_of(package: dict[str, Any]) -> dict[str, Any]:
-    """This version's own model archive (a promoted version's is the copy in its account)."""
+def model_archive_url(package: dict[str, Any]) -> str | None:
+    """The version's own model archive (a promoted version's is the copy in its account)."""
     containers = (package.get("InferenceSpecification") or {}).get("Containers") or []
-    return {
-        "model_archive": str(containers[0].get("ModelDataUrl", "")) or None if containers else None
-    }
+    return str(containers[0].get("ModelDataUrl", "")) or None if containers else None
 
 
 def source_environment(arn: str) -> WorkloadEnvironment | None:
@@ -813,8 +812,7 @@ def source_environment(arn: str) -> WorkloadEnvironment | None:
     matched = PACKAGE_ARN.match(arn)
     if matched is None:
         return None
-    root = Path(os.environ.get("PHI_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR))
-    for environment in load_environments(root=root):
+    for environment in load_environments(root=environments_root()):
         if (
             isinstance(environment, WorkloadEnvironment)
             and environment.account_id == matched["account"]
@@ -838,7 +836,7 @@ def not_followed(
         "pipeline_execution": {"arn": execution_arn, "note": note},
         "training": {
             "model_archive_sha256": customer.get(MODEL_ARCHIVE_SHA256),
-            "model_archive_sha256_source": "recorded by Evaluate; not recomputed here",
+            "model_archive_sha256_source": ARCHIVE_DIGEST_SOURCE,
             "job": None,
             "hyperparameters": None,
             "note": note,
@@ -969,7 +967,7 @@ def trace(
             trained["feature_build"],
             trained["pipeline_execution"],
         )
-        training = {**trained["training"], **archive_of(described)}
+        training = {**trained["training"], "model_archive": model_archive_url(described)}
     else:
         pipeline, definition = pipeline_section(reader, execution_arn, customer)
         manifest = manifest_section(reader, customer)
@@ -1292,10 +1290,13 @@ def render_text(document: dict[str, Any]) -> str:
 # --- the command -----------------------------------------------------------------------------
 
 
+def environments_root() -> Path:
+    return Path(os.environ.get("PHI_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR))
+
+
 def workload(name: str) -> WorkloadEnvironment:
-    root = Path(os.environ.get("PHI_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR))
     try:
-        [environment] = load_environments([name], root)
+        [environment] = load_environments([name], environments_root())
     except EnvironmentFileError as problem:
         raise UsageError(str(problem)) from None
     if not isinstance(environment, WorkloadEnvironment):
