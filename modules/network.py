@@ -56,9 +56,24 @@ def interface_endpoint_policy(account_id: str) -> str:
     )
 
 
+def ecr_image_layer_objects(region: str) -> str:
+    """ECR's image-layer bucket, which image pulls through the ECR endpoints read from."""
+    return f"arn:aws:s3:::prod-{region}-starport-layer-bucket/*"
+
+
+def amazon_linux_repository_objects(region: str) -> str:
+    """The regional Amazon Linux 2023 package repository bucket `dnf` reads from (AWS names
+    it in the AL2023 user guide's "accessing repositories from a VPC without internet").
+
+    Its requests are anonymous, so no principal condition can confine them; the statement
+    grants reads of that one AWS-owned bucket and nothing else."""
+    return f"arn:aws:s3:::al2023-repos-{region}-de612dc2/*"
+
+
 def s3_gateway_endpoint_policy(account_id: str, region: str) -> str:
-    """This account's principals, this account's buckets; plus ECR's image-layer bucket,
-    which image pulls through the ECR endpoints read from."""
+    """This account's principals, this account's buckets; plus the two AWS-owned buckets
+    the VPC's hosts must read without an internet path: ECR's image layers (image pulls)
+    and the Amazon Linux 2023 package repository (the enclave hosts' `dnf install`)."""
     return policy_document(
         statement(
             "OnlyThisAccountsPrincipalsAndBuckets",
@@ -78,7 +93,14 @@ def s3_gateway_endpoint_policy(account_id: str, region: str) -> str:
             effect="Allow",
             principal="*",
             actions="s3:GetObject",
-            resources=f"arn:aws:s3:::prod-{region}-starport-layer-bucket/*",
+            resources=ecr_image_layer_objects(region),
+        ),
+        statement(
+            "AmazonLinuxPackageRepositories",
+            effect="Allow",
+            principal="*",
+            actions="s3:GetObject",
+            resources=amazon_linux_repository_objects(region),
         ),
     )
 

@@ -27,6 +27,8 @@ from modules.enclave_bootstrap import (
     EnclaveBootstrapConfig,
     render,
 )
+from modules.network import s3_gateway_endpoint_policy
+from tests.iam import iam_allows
 
 PCR0 = "e5" * 48
 REGION = "eu-west-1"
@@ -154,6 +156,31 @@ def test_the_packages_come_from_amazon_linux() -> None:
         "dnf install -y aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel python3-boto3"
         in script()
     )
+
+
+# Anonymous, as dnf's requests to the AL2023 mirrors are; the key is the mirror list dnf reads.
+REPOSITORY_OBJECT = (
+    "arn:aws:s3:::al2023-repos-{region}-de612dc2/core/mirrors/latest/aarch64/mirror.list"
+)
+
+
+def packages_reachable(region: str, gateway_region: str) -> bool:
+    """Whether the VPC's S3 gateway endpoint (the hosts' only path out) admits dnf's reads."""
+    return iam_allows(
+        s3_gateway_endpoint_policy(VALUES["account_id"], gateway_region),
+        "s3:GetObject",
+        REPOSITORY_OBJECT.format(region=region),
+    )
+
+
+def test_the_packages_the_script_installs_can_be_downloaded_through_the_vpc() -> None:
+    text = script()
+    assert "dnf install" in text
+    assert packages_reachable(REGION, gateway_region=REGION)
+
+
+def test_another_regions_repository_is_not_reachable() -> None:
+    assert not packages_reachable("us-east-1", gateway_region=REGION)
 
 
 def test_the_parent_starts_only_with_a_wrapped_data_key() -> None:

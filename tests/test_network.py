@@ -339,6 +339,8 @@ def unconfined_allows(policy_json: str, allowed_resources: set[str]) -> list[str
 
 
 ECR_LAYERS = f"arn:aws:s3:::prod-{REGION}-starport-layer-bucket/*"
+# Written out from the AL2023 user guide, not imported: a wrong bucket name must fail here.
+AMAZON_LINUX_REPOSITORY = f"arn:aws:s3:::al2023-repos-{REGION}-de612dc2/*"
 
 
 def test_s3_gateway_endpoint_admits_only_this_accounts_principals_and_buckets(
@@ -346,9 +348,14 @@ def test_s3_gateway_endpoint_admits_only_this_accounts_principals_and_buckets(
 ) -> None:
     s3 = endpoints(network, "Gateway")["s3"]
     assert s3["route_table_ids"] == [reference(network, "aws_route_table", "id")]
-    assert unconfined_allows(s3["policy"], {ECR_LAYERS}) == []
+    assert unconfined_allows(s3["policy"], {ECR_LAYERS, AMAZON_LINUX_REPOSITORY}) == []
     layers = statement_by_sid(s3["policy"], "EcrImageLayers")
     assert (layers["Action"], layers["Resource"]) == ("s3:GetObject", ECR_LAYERS)
+    repository = statement_by_sid(s3["policy"], "AmazonLinuxPackageRepositories")
+    assert (repository["Action"], repository["Resource"]) == (
+        "s3:GetObject",
+        AMAZON_LINUX_REPOSITORY,
+    )
 
 
 def test_dynamodb_gateway_endpoint_admits_only_this_accounts_principals_and_tables(
