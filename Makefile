@@ -47,7 +47,7 @@ ENDPOINT_URL ?=
 # credentials it carries (https://user:token@host/...); a clone without a remote names itself.
 SOURCE_REVISION = PHI_SOURCE_COMMIT="$$(git rev-parse HEAD 2>/dev/null)" PHI_SOURCE_REPOSITORY="$$( (git config --get remote.origin.url 2>/dev/null || echo "file://$(CURDIR)") | sed -E 's|//[^/@]*@|//|')"
 
-.PHONY: help setup synth synth-local validate plan features ml-demo lineage promote-model images images-check e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
+.PHONY: help setup synth synth-local validate plan features ml-demo lineage promote-model images images-check images-released e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -106,6 +106,10 @@ images: $(STAMP) ## build and push the images for their platforms (IMAGES_REGIST
 
 images-check: $(STAMP) ## compare every environment file's images with a digests record (IMAGES_RECORD=FILE)
 	$(PY) -m tools.images check $(foreach file,$(wildcard environments/*/environment.yaml),--environment $(file)) --record $(IMAGES_RECORD)
+
+images-released: $(STAMP) ## ask ECR in ENV's account whether every image its file names is there and was released (scanned) by CI
+	@test -n "$(ENV)" || { echo "usage: make images-released ENV=dev|staging|prod|eu-research" >&2; exit 2; }
+	$(PY) -m tools.image_release --environment environments/$(ENV)/environment.yaml
 
 # The whole deploy loop without an AWS account: moto on loopback, apply every stack of the
 # environment in dependency order, the runtime evidence checks, destroy, nothing left behind.
