@@ -286,3 +286,62 @@ def test_undeclared_parameters_are_refused(
     )
     with pytest.raises(PipelineDefinitionError, match="not declared: InputUri"):
         interpreter.run({"InputUri": "s3://elsewhere/"})
+
+
+# --- the folder store's staging ---------------------------------------------------------------
+
+
+def folder_store(tmp_path: Path) -> FolderObjectStore:
+    for key in (
+        "store/group/2026/01/a.parquet",
+        "store/group/2026/02/b.parquet",
+        "store/group-old/c",
+    ):
+        path = tmp_path / "s3" / "bucket" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(key)
+    return FolderObjectStore(tmp_path / "s3")
+
+
+def staged(target: Path) -> dict[str, str]:
+    return {
+        p.relative_to(target).as_posix(): p.read_text() for p in target.rglob("*") if p.is_file()
+    }
+
+
+def test_a_whole_folder_prefix_is_staged_as_the_folder_itself(tmp_path: Path) -> None:
+    store = folder_store(tmp_path)
+    uri = "s3://bucket/store/group/"
+    target = tmp_path / "input"
+    target.mkdir()
+    store.download_prefix(uri, store.keys(uri), target)
+    assert target.is_symlink()
+    assert staged(target) == {
+        "2026/01/a.parquet": "store/group/2026/01/a.parquet",
+        "2026/02/b.parquet": "store/group/2026/02/b.parquet",
+    }
+
+
+def test_a_prefix_that_is_not_one_folder_is_staged_object_by_object(tmp_path: Path) -> None:
+    # "store/group" also matches "store/group-old/c": S3 prefixes are not folders.
+    store = folder_store(tmp_path)
+    uri = "s3://bucket/store/group"
+    target = tmp_path / "input"
+    target.mkdir()
+    store.download_prefix(uri, store.keys(uri), target)
+    assert not target.is_symlink()
+    assert staged(target) == {
+        "2026/01/a.parquet": "store/group/2026/01/a.parquet",
+        "2026/02/b.parquet": "store/group/2026/02/b.parquet",
+        "-old/c": "store/group-old/c",
+    }
+
+
+def test_a_shard_of_a_folder_is_only_its_own_keys(tmp_path: Path) -> None:
+    store = folder_store(tmp_path)
+    uri = "s3://bucket/store/group/"
+    target = tmp_path / "input"
+    target.mkdir()
+    store.download_prefix(uri, store.keys(uri)[1::2], target)
+    assert not target.is_symlink()
+    assert staged(target) == {"2026/02/b.parquet": "store/group/2026/02/b.parquet"}

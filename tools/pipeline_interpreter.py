@@ -85,11 +85,21 @@ class ObjectStore(Protocol):
     def keys(self, uri: str) -> list[str]:
         """Every key of the bucket that starts with the URI's key prefix, sorted."""
 
-    def download_all(self, uri: str, transfers: list[tuple[str, Path]]) -> None:
-        """Each (key, local file) of the URI's bucket, downloaded (the first failure raised)."""
+    def download_prefix(self, uri: str, keys: list[str], target: Path) -> None:
+        """The keys (listed under the URI's prefix) into the empty folder `target`, each at its
+        key relative to the prefix (the first failure raised)."""
 
     def upload_all(self, transfers: list[tuple[Path, str]]) -> None:
         """Each (local file, s3:// URI), uploaded (the first failure raised)."""
+
+
+def prefix_transfers(uri: str, keys: list[str], target: Path) -> list[tuple[str, Path]]:
+    """S3Prefix semantics: each object at its key relative to the prefix (an object whose key
+    is the prefix itself lands under its own name)."""
+    _, prefix = split_uri(uri)
+    return [
+        (key, target / (key[len(prefix) :].lstrip("/") or PurePosixPath(key).name)) for key in keys
+    ]
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -106,8 +116,14 @@ class FolderObjectStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # The last listing of each URI: a download of exactly that listing is a whole folder.
+        self._listed: dict[str, list[str]] = {}
 
     def keys(self, uri: str) -> list[str]:
+        self._listed[uri] = self._walk(uri)
+        return list(self._listed[uri])
+
+    def _walk(self, uri: str) -> list[str]:
         bucket, prefix = split_uri(uri)
         base = self.root / bucket
         # Walk only the folder the prefix is in: a key prefix need not end at a "/".
@@ -123,20 +139,35 @@ class FolderObjectStore:
         )
         return sorted(key for key in found if key.startswith(prefix))
 
-    def download_all(self, uri: str, transfers: list[tuple[str, Path]]) -> None:
-        bucket, _ = split_uri(uri)
-        # One after the other: each is a hard link (the programs never write their inputs, and
-        # a copy would duplicate thousands of files), and threads would only queue on the GIL.
+    def download_prefix(self, uri: str, keys: list[str], target: Path) -> None:
+        bucket, prefix = split_uri(uri)
+        folder = self.root / bucket / prefix.rstrip("/")
+        whole_folder = (
+            bool(keys)
+            and keys == self._listed.get(uri)
+            and all(key.startswith(f"{prefix.rstrip('/')}/") for key in keys)
+            and not any(target.iterdir())
+        )
+        if whole_folder:
+            # Every object under the prefix, at its own relative path, is the folder itself:
+            # seen through a link, as a bind mount would show it. An offline store is one
+            # folder per event-time hour, and recreating them cost more than the step's own
+            # work (~20,000 mkdir calls at 1,500 patients). The programs never write inputs.
+            target.rmdir()
+            target.symlink_to(folder.resolve(), target_is_directory=True)
+            return
+        # One after the other: each is a hard link (a copy would duplicate thousands of
+        # files), and threads would only queue on the GIL.
         folders: set[Path] = set()
-        for key, target in transfers:
-            if target.parent not in folders:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                folders.add(target.parent)
+        for key, target_file in prefix_transfers(uri, keys, target):
+            if target_file.parent not in folders:
+                target_file.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(target_file.parent)
             source = self.root / bucket / key
             try:
-                os.link(source, target)
+                os.link(source, target_file)
             except OSError:
-                shutil.copyfile(source, target)
+                shutil.copyfile(source, target_file)
 
     def upload_all(self, transfers: list[tuple[Path, str]]) -> None:
         for source, uri in transfers:
@@ -160,7 +191,7 @@ class S3ObjectStore:
             found += [str(item["Key"]) for item in page.get("Contents", [])]
         return sorted(found)
 
-    def download_all(self, uri: str, transfers: list[tuple[str, Path]]) -> None:
+    def download_prefix(self, uri: str, keys: list[str], target: Path) -> None:
         bucket, _ = split_uri(uri)
 
         def fetch(transfer: tuple[str, Path]) -> None:
@@ -168,7 +199,7 @@ class S3ObjectStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.s3.download_file(bucket, key, str(target))
 
-        _in_parallel(fetch, transfers)
+        _in_parallel(fetch, prefix_transfers(uri, keys, target))
 
     def upload_all(self, transfers: list[tuple[Path, str]]) -> None:
         # The buckets deny puts without SSE-KMS; SageMaker encrypts outputs with the step's key.
@@ -520,19 +551,7 @@ class PipelineInterpreter:
                 keys = keys[index::instances]
             target = _local(root, source["LocalPath"])
             target.mkdir(parents=True, exist_ok=True)
-            self._download(uri, keys, target)
-
-    def _download(self, uri: str, keys: list[str], target: Path) -> None:
-        """S3Prefix semantics: each object at its key relative to the prefix (an object whose
-        key is the prefix itself lands under its own name)."""
-        _, prefix = split_uri(uri)
-        self.store.download_all(
-            uri,
-            [
-                (key, target / (key[len(prefix) :].lstrip("/") or PurePosixPath(key).name))
-                for key in keys
-            ],
-        )
+            self.store.download_prefix(uri, keys, target)
 
     def _upload(self, folder: Path, uri: str) -> None:
         base = uri.rstrip("/")
@@ -576,7 +595,9 @@ class PipelineInterpreter:
             keys = self.store.keys(uri)
             if not keys:
                 raise StepFailedError(f"channel {channel['ChannelName']}: no objects under {uri}")
-            self._download(uri, keys, job_input / "data" / channel["ChannelName"])
+            channel_folder = job_input / "data" / channel["ChannelName"]
+            channel_folder.mkdir(parents=True, exist_ok=True)
+            self.store.download_prefix(uri, keys, channel_folder)
             channels[channel["ChannelName"]] = {
                 "ContentType": channel.get("ContentType", ""),
                 "TrainingInputMode": "File",
