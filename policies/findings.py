@@ -2,8 +2,9 @@
 (boto3 against a deployed account), so the gate, the evidence report and `make diff` read the
 same thing whichever side a result came from.
 
-A findings file is JSON: {"findings_version": 1, "source": "static"|"runtime", "target": ...,
-"findings": [Finding, ...], "not_emulated": [...]}; see `write_findings` / `read_findings`.
+A findings file is JSON: {"findings_version": 1, "source": "static"|"runtime"|"deployability",
+"target": ..., "findings": [Finding, ...], "not_emulated": [...]}; see `write_findings` /
+`read_findings`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ FINDINGS_VERSION = 1
 class Source(StrEnum):
     STATIC = "static"  # checkov over synthesized Terraform, before deploy
     RUNTIME = "runtime"  # read-only boto3 evidence checks, after deploy
+    # make preflight: what real AWS would refuse at apply, judged on the synthesized Terraform
+    DEPLOYABILITY = "deployability"
 
 
 class Status(StrEnum):

@@ -52,14 +52,17 @@ import jinja2
 from markupsafe import Markup
 
 from policies.catalog import DEFAULT_CATALOG, Catalog, CatalogError, Control, load_catalog
+from policies.deployability import DeployabilitySection, deployability_section
 from policies.exemptions import ExemptionsError, load_exemptions
 from policies.findings import Finding, Findings, Source, Status, read_findings
+from policies.preflight.run import RULES_BY_ID
 from tools.screenshot import ScreenshotError, dump_dom
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 DEFAULT_SYNTH_DIR = Path("cdktf.out")
 DEFAULT_STATIC_FINDINGS = Path("reports/scan/findings.json")
+DEFAULT_DEPLOYABILITY_FINDINGS = Path("reports/preflight/findings.json")
 DEFAULT_RUNTIME_FINDINGS = Path("reports/e2e/findings.json")
 DEFAULT_REPORT_DIR = Path("reports")
 DEFAULT_EXEMPTIONS = Path(__file__).with_name("exemptions.yaml")
@@ -383,6 +386,14 @@ class Evidence:
     notes: tuple[str, ...]
     today: date
     control_anchors: dict[str, str] = field(default_factory=dict)
+    # make preflight's findings, rule by rule (None: not run)
+    deployability: DeployabilitySection | None = None
+
+    @property
+    def deployability_verdict(self) -> Result:
+        if self.deployability is None:
+            return Result.NOT_RUN
+        return Result.FAILED if self.deployability.failed else Result.PASSED
 
     @property
     def gate(self) -> Result:
@@ -763,6 +774,7 @@ def build_evidence(
     checkov_version: str = "",
     generated_at: datetime | None = None,
     notes: Sequence[str] = (),
+    deployability: DeployabilitySection | None = None,
 ) -> Evidence:
     """Join the catalog, the findings and the exemptions into what the report shows.
 
@@ -814,6 +826,11 @@ def build_evidence(
             "No static findings were given: checkov results are shown as 'not run'. "
             "Run 'make scan' (the gate) first to include them."
         )
+    if deployability is None:
+        all_notes.append(
+            "No preflight findings were given: deployability is shown as 'not run'. "
+            "Run 'make preflight' first to include it."
+        )
     if runtime is None:
         all_notes.append(
             "No runtime findings were given: runtime checks are shown as 'not run'. "
@@ -845,6 +862,7 @@ def build_evidence(
         notes=tuple(all_notes),
         today=moment.date(),
         control_anchors=control_anchors,
+        deployability=deployability,
     )
 
 
@@ -1276,6 +1294,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"static findings of the gate (default {DEFAULT_STATIC_FINDINGS}, if present)",
     )
     parser.add_argument(
+        "--deployability",
+        type=Path,
+        default=None,
+        help=f"preflight findings (default {DEFAULT_DEPLOYABILITY_FINDINGS}, if present)",
+    )
+    parser.add_argument(
         "--runtime",
         type=Path,
         default=None,
@@ -1354,6 +1378,14 @@ def _run(args: argparse.Namespace) -> Evidence:
     runtime, runtime_path = _optional_findings(
         args.runtime, DEFAULT_RUNTIME_FINDINGS, Source.RUNTIME
     )
+    preflight, preflight_path = _optional_findings(
+        args.deployability, DEFAULT_DEPLOYABILITY_FINDINGS, Source.DEPLOYABILITY
+    )
+    deployability = (
+        deployability_section(preflight, preflight_path, RULES_BY_ID)
+        if preflight is not None and preflight_path is not None
+        else None
+    )
     diagram = _diagram(args.diagram, synth_dir, args.report_dir)
     diagram_svg, diagram_note = _drawn(diagram, text_only=args.text_diagram)
     exemptions, never_exemptable, exemptions_note = read_exemptions(args.exemptions)
@@ -1377,6 +1409,7 @@ def _run(args: argparse.Namespace) -> Evidence:
         git_commit=git_commit(),
         checkov_version=checkov_version(),
         notes=notes,
+        deployability=deployability,
     )
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from policies.preflight.run import main
+
+sys.exit(main())
