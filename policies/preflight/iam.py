@@ -104,9 +104,10 @@ DOCUMENT_ATTRIBUTES: Final = {
     "aws_vpc_endpoint": "policy",
     "aws_vpc_endpoint_policy": "policy",
 }
+SERVICE_CONTROL_POLICY: Final = "SERVICE_CONTROL_POLICY"  # also Terraform's default type
 # Organizations policy types written in IAM's policy language (tag, backup and AI opt-out
-# policies have their own syntax). Terraform's default type is the SCP.
-IAM_LANGUAGE_ORGANIZATIONS_TYPES: Final = ("SERVICE_CONTROL_POLICY", "RESOURCE_CONTROL_POLICY")
+# policies have their own syntax).
+IAM_LANGUAGE_ORGANIZATIONS_TYPES: Final = (SERVICE_CONTROL_POLICY, "RESOURCE_CONTROL_POLICY")
 TEMPLATE_RESOURCES: Final = ("aws_cloudformation_stack", "aws_cloudformation_stack_set")
 # CloudFormation properties that hold IAM policy documents (AWS::IAM::*, AWS::KMS::Key,
 # AWS::S3::BucketPolicy, AWS::SNS::TopicPolicy, AWS::SQS::QueuePolicy, ...).
@@ -137,6 +138,10 @@ class Verdicts:
             self.problems.setdefault(rule.id, []).append(problem)
 
 
+def organizations_policy_type(resource: Resource) -> str:
+    return str(resource.block.get("type", SERVICE_CONTROL_POLICY))
+
+
 def _parsed(text: Any) -> tuple[bool, Any]:
     """(judge it, parsed): a value that is wholly a reference, or whose references stand
     outside JSON strings, is judged where the value is defined."""
@@ -162,6 +167,10 @@ def _template_documents(value: Any, path: str) -> Iterator[tuple[str, Any]]:
             yield from _template_documents(inner, f"{path}[{index}]")
 
 
+def _blocks(value: Any) -> list[dict[str, Any]]:
+    return [entry for entry in as_list(value) if isinstance(entry, dict)]
+
+
 def _hcl_statement(block: dict[str, Any]) -> dict[str, Any]:
     """An `aws_iam_policy_document` statement block as the JSON statement it renders."""
     statement: dict[str, Any] = {"Effect": block.get("effect", "Allow")}
@@ -177,12 +186,15 @@ def _hcl_statement(block: dict[str, Any]) -> dict[str, Any]:
     for attribute, element in (("principals", "Principal"), ("not_principals", "NotPrincipal")):
         if attribute in block:
             principal: dict[str, list[Any]] = {}
-            for entry in as_list(block[attribute]):
-                principal.setdefault(entry["type"], []).extend(as_list(entry["identifiers"]))
+            for entry in _blocks(block[attribute]):
+                principal.setdefault(str(entry.get("type")), []).extend(
+                    as_list(entry.get("identifiers"))
+                )
             statement[element] = principal
     condition: dict[str, dict[str, list[Any]]] = {}
-    for entry in as_list(block.get("condition")):
-        condition.setdefault(entry["test"], {})[entry["variable"]] = as_list(entry["values"])
+    for entry in _blocks(block.get("condition")):
+        test, variable = str(entry.get("test")), str(entry.get("variable"))
+        condition.setdefault(test, {})[variable] = as_list(entry.get("values"))
     if condition:
         statement["Condition"] = condition
     return statement
@@ -192,9 +204,9 @@ def documents(stacks: SynthesizedStacks) -> Iterator[Document]:
     """Every policy document the stacks declare (and each Lambda permission's action)."""
     for resource in stacks.resources():
         attribute = DOCUMENT_ATTRIBUTES.get(resource.type)
-        if resource.type == "aws_organizations_policy" and (
-            resource.block.get("type", "SERVICE_CONTROL_POLICY")
-            not in IAM_LANGUAGE_ORGANIZATIONS_TYPES
+        if (
+            resource.type == "aws_organizations_policy"
+            and organizations_policy_type(resource) not in IAM_LANGUAGE_ORGANIZATIONS_TYPES
         ):
             continue
         values = [(attribute, resource.block.get(attribute))] if attribute else []
@@ -220,7 +232,7 @@ def documents(stacks: SynthesizedStacks) -> Iterator[Document]:
     for stack in stacks.stacks:
         blocks = stack.configuration.get("data", {}).get(POLICY_DOCUMENT_DATA, {})
         for name, block in sorted(blocks.items()):
-            statements = [_hcl_statement(s) for s in as_list(block.get("statement"))]
+            statements = [_hcl_statement(s) for s in _blocks(block.get("statement"))]
             data = Resource(stack.name, stack.file, f"data.{POLICY_DOCUMENT_DATA}", name, block, "")
             yield Document(data, "statement", {"Version": "2012-10-17", "Statement": statements})
 

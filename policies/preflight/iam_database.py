@@ -122,6 +122,7 @@ def arn_glob(arn_format: str) -> str:
     return _ARN_PLACEHOLDER.sub("*", arn_format)
 
 
+@functools.lru_cache(maxsize=65_536)  # the same ARN shapes recur in every environment
 def globs_overlap(left: str, right: str) -> bool:
     """Some string matches both IAM-style globs (`*` any run, `?` one character), compared
     case-insensitively: can a policy's Resource pattern name an ARN of this format?"""

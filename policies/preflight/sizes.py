@@ -38,8 +38,24 @@ from policies.preflight.base import (
     literal,
     verdict,
 )
+from policies.preflight.iam import (
+    IAM_LANGUAGE_ORGANIZATIONS_TYPES,
+    SERVICE_CONTROL_POLICY,
+    organizations_policy_type,
+)
 
 REFERENCE_LENGTH: Final = 100
+# The quotas, as each service's page gives them.
+SCP_LIMIT: Final = 5_120  # bytes (see the module docstring)
+ROLE_INLINE_LIMIT: Final = 10_240  # non-whitespace characters, all inline policies of a role
+MANAGED_POLICY_LIMIT: Final = 6_144  # non-whitespace characters
+TRUST_POLICY_LIMIT: Final = 2_048  # non-whitespace characters; the default, adjustable
+KEY_POLICY_LIMIT: Final = 32_768  # bytes (32 KB)
+BUCKET_POLICY_LIMIT: Final = 20_480  # bytes (20 KB)
+TOPIC_POLICY_LIMIT: Final = 30_720  # bytes (30 KB)
+QUEUE_POLICY_LIMIT: Final = 8_192  # bytes
+MAX_SCPS_PER_TARGET: Final = 5
+MAX_MANAGED_POLICIES_PER_ROLE: Final = 10  # the default, adjustable
 IAM_QUOTAS: Final = "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html"
 ORGANIZATIONS_QUOTAS: Final = (
     "https://docs.aws.amazon.com/organizations/latest/userguide/orgs_reference_limits.html"
@@ -48,59 +64,59 @@ ORGANIZATIONS_QUOTAS: Final = (
 SCP_SIZE: Final = Rule(
     "PF_SIZE_SCP",
     "sizes",
-    "Every SCP and RCP is at most 5,120 bytes as sent",
+    f"Every SCP and RCP is at most {SCP_LIMIT:,} bytes as sent",
     f"AWS Organizations quotas, maximum size of a policy document ({ORGANIZATIONS_QUOTAS})",
 )
 ROLE_INLINE_SIZE: Final = Rule(
     "PF_SIZE_ROLE_INLINE_POLICIES",
     "sizes",
-    "Every role's inline policies total at most 10,240 non-whitespace characters",
+    f"Every role's inline policies total at most {ROLE_INLINE_LIMIT:,} non-whitespace characters",
     f"IAM and AWS STS quotas, role policy size (aggregate of inline policies) ({IAM_QUOTAS})",
 )
 MANAGED_POLICY_SIZE: Final = Rule(
     "PF_SIZE_MANAGED_POLICY",
     "sizes",
-    "Every managed policy is at most 6,144 non-whitespace characters",
+    f"Every managed policy is at most {MANAGED_POLICY_LIMIT:,} non-whitespace characters",
     f"IAM and AWS STS quotas, managed policy size ({IAM_QUOTAS})",
 )
 TRUST_POLICY_SIZE: Final = Rule(
     "PF_SIZE_TRUST_POLICY",
     "sizes",
-    "Every role trust policy is at most 2,048 non-whitespace characters (default quota)",
+    f"Every role trust policy is at most {TRUST_POLICY_LIMIT:,} non-whitespace characters",
     f"IAM and AWS STS quotas, role trust policy length ({IAM_QUOTAS})",
 )
 KEY_POLICY_SIZE: Final = Rule(
     "PF_SIZE_KEY_POLICY",
     "sizes",
-    "Every KMS key policy is at most 32 KB (32,768 bytes)",
+    f"Every KMS key policy is at most {KEY_POLICY_LIMIT:,} bytes",
     "AWS KMS resource quotas, key policy document size "
     "(https://docs.aws.amazon.com/kms/latest/developerguide/resource-limits.html)",
 )
 BUCKET_POLICY_SIZE: Final = Rule(
     "PF_SIZE_BUCKET_POLICY",
     "sizes",
-    "Every S3 bucket policy is at most 20 KB (20,480 bytes)",
+    f"Every S3 bucket policy is at most {BUCKET_POLICY_LIMIT:,} bytes",
     "Amazon S3 user guide, bucket policies: limited to 20 KB "
     "(https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-policies.html)",
 )
 TOPIC_POLICY_SIZE: Final = Rule(
     "PF_SIZE_TOPIC_POLICY",
     "sizes",
-    "Every SNS topic policy is at most 30 KB (30,720 bytes)",
+    f"Every SNS topic policy is at most {TOPIC_POLICY_LIMIT:,} bytes",
     "Amazon SNS API permissions reference, policy quotas: 30 KB "
     "(https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-language-api-permissions-reference.html)",
 )
 QUEUE_POLICY_SIZE: Final = Rule(
     "PF_SIZE_QUEUE_POLICY",
     "sizes",
-    "Every SQS queue policy is at most 8,192 bytes",
+    f"Every SQS queue policy is at most {QUEUE_POLICY_LIMIT:,} bytes",
     "Amazon SQS policy quotas: 8,192 bytes "
     "(https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-policies.html)",
 )
 SCPS_PER_TARGET: Final = Rule(
     "PF_SIZE_SCPS_PER_TARGET",
     "sizes",
-    "No root, OU or account carries more than 5 SCPs (FullAWSAccess and Control Tower's included)",
+    f"No root, OU or account carries more than {MAX_SCPS_PER_TARGET} SCPs (AWS's included)",
     f"AWS Organizations quotas, maximum SCPs attached to a root, OU or account: 5 "
     f"({ORGANIZATIONS_QUOTAS}); AWS Control Tower: a limit of five SCPs per OU applies to OUs "
     "in a landing zone, its preventive controls are SCPs "
@@ -110,20 +126,18 @@ SCPS_PER_TARGET: Final = Rule(
 MANAGED_POLICIES_PER_ROLE: Final = Rule(
     "PF_SIZE_MANAGED_POLICIES_PER_ROLE",
     "sizes",
-    "No role has more than 10 managed policies attached (default quota)",
+    f"No role has more than {MAX_MANAGED_POLICIES_PER_ROLE} managed policies attached",
     f"IAM and AWS STS quotas, managed policies attached to an IAM role ({IAM_QUOTAS})",
 )
 
-MAX_SCPS_PER_TARGET: Final = 5
-MAX_MANAGED_POLICIES_PER_ROLE: Final = 10
-# Every root, OU and account carries AWS's FullAWSAccess SCP unless it is detached, which the
-# AWS provider cannot express (orgs_manage_policies_scps.html: attached by default).
+# Organizations attaches AWS's FullAWSAccess SCP to every root, OU and account when SCPs are
+# enabled; it takes a slot unless detached, which no declared resource here does.
 FULL_AWS_ACCESS: Final = "p-FullAWSAccess"
 # Control Tower's preventive controls (its mandatory ones included) are SCPs it attaches to each
-# OU it governs. AWS does not document how many it uses; one is counted per governed OU.
+# OU it governs. AWS does not document how many; one is counted per governed OU. Users of some
+# landing zone versions report two aws-guardrails-* SCPs per OU (awslabs/landing-zone-accelerator-
+# on-aws issues 186 and 705): with two, an OU at 5 here would be refused a control.
 CONTROL_TOWER_SCPS_PER_OU: Final = 1
-SCP_TYPES: Final = ("SERVICE_CONTROL_POLICY",)
-IAM_LANGUAGE_ORGANIZATIONS_TYPES: Final = ("SERVICE_CONTROL_POLICY", "RESOURCE_CONTROL_POLICY")
 # `${aws_organizations_organizational_unit.x.id}` or `.arn`; the root is
 # `${aws_organizations_organization.y.roots[0].id}`.
 _ORGANIZATIONS_REFERENCE: Final = re.compile(
@@ -158,45 +172,48 @@ class DocumentLimit:
 
 
 DOCUMENT_LIMITS: Final = (
-    DocumentLimit(SCP_SIZE, (("aws_organizations_policy", "content"),), 5_120, utf8_bytes, "bytes"),
+    DocumentLimit(
+        SCP_SIZE, (("aws_organizations_policy", "content"),), SCP_LIMIT, utf8_bytes, "bytes"
+    ),
     DocumentLimit(
         MANAGED_POLICY_SIZE,
         (("aws_iam_policy", "policy"),),
-        6_144,
+        MANAGED_POLICY_LIMIT,
         non_whitespace_characters,
         "non-whitespace characters",
     ),
     DocumentLimit(
         TRUST_POLICY_SIZE,
         (("aws_iam_role", "assume_role_policy"),),
-        2_048,
+        TRUST_POLICY_LIMIT,
         non_whitespace_characters,
         "non-whitespace characters",
     ),
-    DocumentLimit(KEY_POLICY_SIZE, (("aws_kms_key", "policy"),), 32_768, utf8_bytes, "bytes"),
+    DocumentLimit(
+        KEY_POLICY_SIZE, (("aws_kms_key", "policy"),), KEY_POLICY_LIMIT, utf8_bytes, "bytes"
+    ),
     DocumentLimit(
         BUCKET_POLICY_SIZE,
         (("aws_s3_bucket_policy", "policy"), ("aws_s3_bucket", "policy")),
-        20_480,
+        BUCKET_POLICY_LIMIT,
         utf8_bytes,
         "bytes",
     ),
     DocumentLimit(
         TOPIC_POLICY_SIZE,
         (("aws_sns_topic_policy", "policy"), ("aws_sns_topic", "policy")),
-        30_720,
+        TOPIC_POLICY_LIMIT,
         utf8_bytes,
         "bytes",
     ),
     DocumentLimit(
         QUEUE_POLICY_SIZE,
         (("aws_sqs_queue_policy", "policy"), ("aws_sqs_queue", "policy")),
-        8_192,
+        QUEUE_POLICY_LIMIT,
         utf8_bytes,
         "bytes",
     ),
 )
-ROLE_INLINE_LIMIT: Final = 10_240
 RULES: Final = (
     *(limit.rule for limit in DOCUMENT_LIMITS),
     ROLE_INLINE_SIZE,
@@ -212,17 +229,13 @@ def _measurable(value: Any) -> str | None:
     return value
 
 
-def _organizations_type(resource: Resource) -> str:
-    return str(resource.block.get("type", "SERVICE_CONTROL_POLICY"))
-
-
 def _document_findings(stacks: SynthesizedStacks) -> Iterator[Finding]:
     for limit in DOCUMENT_LIMITS:
         for resource_type, attribute in limit.attributes:
             for resource in stacks.resources(resource_type):
                 if (
                     resource_type == "aws_organizations_policy"
-                    and _organizations_type(resource) not in IAM_LANGUAGE_ORGANIZATIONS_TYPES
+                    and organizations_policy_type(resource) not in IAM_LANGUAGE_ORGANIZATIONS_TYPES
                 ):
                     continue  # tag, backup and AI opt-out policies have their own quotas
                 text = _measurable(resource.block.get(attribute))
@@ -350,7 +363,7 @@ def _policy_label(value: Any, addresses: dict[str, Resource]) -> tuple[str, bool
     if policy is None:
         return str(value), True
     name = literal(policy.block.get("name")) or policy.address
-    return name, _organizations_type(policy) in SCP_TYPES
+    return name, organizations_policy_type(policy) == SERVICE_CONTROL_POLICY
 
 
 def _scp_target_findings(stack: Stack) -> Iterator[Finding]:
