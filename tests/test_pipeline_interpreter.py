@@ -303,6 +303,15 @@ def folder_store(tmp_path: Path) -> FolderObjectStore:
     return FolderObjectStore(tmp_path / "s3")
 
 
+def stage(tmp_path: Path, uri: str, every: int = 1, start: int = 0) -> Path:
+    """The objects under `uri` (every `every`-th from `start`, as a shard) staged into a folder."""
+    store = folder_store(tmp_path)
+    target = tmp_path / "input"
+    target.mkdir()
+    store.download_prefix(uri, store.keys(uri)[start::every], target)
+    return target
+
+
 def staged(target: Path) -> dict[str, str]:
     return {
         p.relative_to(target).as_posix(): p.read_text() for p in target.rglob("*") if p.is_file()
@@ -310,11 +319,7 @@ def staged(target: Path) -> dict[str, str]:
 
 
 def test_a_whole_folder_prefix_is_staged_as_the_folder_itself(tmp_path: Path) -> None:
-    store = folder_store(tmp_path)
-    uri = "s3://bucket/store/group/"
-    target = tmp_path / "input"
-    target.mkdir()
-    store.download_prefix(uri, store.keys(uri), target)
+    target = stage(tmp_path, "s3://bucket/store/group/")
     assert target.is_symlink()
     assert staged(target) == {
         "2026/01/a.parquet": "store/group/2026/01/a.parquet",
@@ -324,11 +329,7 @@ def test_a_whole_folder_prefix_is_staged_as_the_folder_itself(tmp_path: Path) ->
 
 def test_a_prefix_that_is_not_one_folder_is_staged_object_by_object(tmp_path: Path) -> None:
     # "store/group" also matches "store/group-old/c": S3 prefixes are not folders.
-    store = folder_store(tmp_path)
-    uri = "s3://bucket/store/group"
-    target = tmp_path / "input"
-    target.mkdir()
-    store.download_prefix(uri, store.keys(uri), target)
+    target = stage(tmp_path, "s3://bucket/store/group")
     assert not target.is_symlink()
     assert staged(target) == {
         "2026/01/a.parquet": "store/group/2026/01/a.parquet",
@@ -338,10 +339,6 @@ def test_a_prefix_that_is_not_one_folder_is_staged_object_by_object(tmp_path: Pa
 
 
 def test_a_shard_of_a_folder_is_only_its_own_keys(tmp_path: Path) -> None:
-    store = folder_store(tmp_path)
-    uri = "s3://bucket/store/group/"
-    target = tmp_path / "input"
-    target.mkdir()
-    store.download_prefix(uri, store.keys(uri)[1::2], target)
+    target = stage(tmp_path, "s3://bucket/store/group/", every=2, start=1)
     assert not target.is_symlink()
     assert staged(target) == {"2026/02/b.parquet": "store/group/2026/02/b.parquet"}

@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,6 +27,20 @@ STACK_FILE: Final = "cdk.tf.json"
 # A Terraform interpolation as cdktf writes it: `${aws_iam_role.x.arn}`, `${var.y}`; not
 # `$${...}`, Terraform's escape for a literal `${` (CloudFormation's own Fn::Sub syntax).
 TOKEN: Final = re.compile(r"(?<!\$)\$\{[^}]*\}")
+
+
+def installed_version(distribution: str) -> str:
+    """The installed version of a rule's source package, as its Rule.source names it; a package
+    that is absent reads "(not installed)" here, and the family that reads its data raises
+    PreflightSourceError then, naming it."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+BOTOCORE: Final = f"botocore {installed_version('botocore')}"
+CFN_LINT_VERSION: Final = installed_version("cfn-lint")
 
 
 class PreflightSourceError(Exception):

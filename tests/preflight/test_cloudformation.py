@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from policies.findings import Finding, Status
+from policies.findings import Status
 from policies.preflight import cloudformation
 from policies.preflight.base import PreflightSourceError, SynthesizedStacks
-from tests.preflight.conftest import first, mutant
+from tests.preflight.conftest import failed, first, mutant
 
 HEALTHLAKE_STACK = "dev-fhir"
 HEALTHLAKE = "aws_cloudformation_stack"
@@ -25,10 +25,6 @@ PACK_STACK = "org-audit"
 PACK = "aws_config_conformance_pack"
 
 Template = dict[str, Any]
-
-
-def failed(findings: list[Finding]) -> list[Finding]:
-    return [f for f in findings if f.status is Status.FAILED]
 
 
 def test_every_real_template_passes_and_each_is_judged(stacks: SynthesizedStacks) -> None:

@@ -15,18 +15,13 @@ import botocore.session
 import pytest
 import yaml
 
-from policies.findings import Finding, Status
 from policies.preflight import conformance
 from policies.preflight.base import PreflightSourceError, SynthesizedStacks
-from tests.preflight.conftest import first, mutant
+from tests.preflight.conftest import failed, first, mutant
 
 STACK = "org-audit"
 PACK = "aws_config_conformance_pack"
 Template = dict[str, Any]
-
-
-def failed(findings: list[Finding]) -> list[Finding]:
-    return [f for f in findings if f.status is Status.FAILED]
 
 
 def test_the_real_pack_passes_every_rule(stacks: SynthesizedStacks) -> None:

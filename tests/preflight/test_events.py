@@ -13,17 +13,12 @@ from typing import Any
 
 import pytest
 
-from policies.findings import Finding, Status
 from policies.preflight import events
 from policies.preflight.base import PreflightSourceError, SynthesizedStacks
-from tests.preflight.conftest import first, mutant
+from tests.preflight.conftest import failed, first, mutant
 
 RULE = "aws_cloudwatch_event_rule"
 Pattern = dict[str, Any]
-
-
-def failed(findings: list[Finding]) -> list[Finding]:
-    return [f for f in findings if f.status is Status.FAILED]
 
 
 def test_every_real_pattern_passes_all_three_rules(stacks: SynthesizedStacks) -> None:

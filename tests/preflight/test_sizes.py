@@ -17,7 +17,7 @@ import pytest
 from policies.findings import Finding, Status
 from policies.preflight import sizes
 from policies.preflight.base import Rule, SynthesizedStacks
-from tests.preflight.conftest import mutant
+from tests.preflight.conftest import block_name, mutate_block
 
 Block = dict[str, Any]
 Configuration = dict[str, Any]
@@ -115,15 +115,14 @@ class Edit:
     change: Change
 
     def apply(self, out: Path, scratch: Path) -> tuple[SynthesizedStacks, str]:
-        address: list[str] = []
-
-        def edit(configuration: Configuration) -> None:
-            blocks = configuration["resource"][self.resource_type]
-            name = next(n for n in sorted(blocks) if n.startswith(self.prefix))
-            address.append(f"{self.resource_type}.{name}")
-            self.change(blocks[name], configuration)
-
-        return mutant(out, scratch, self.stack, edit), address[0]
+        return mutate_block(
+            out,
+            scratch,
+            stack=self.stack,
+            resource_type=self.resource_type,
+            prefix=self.prefix,
+            change=self.change,
+        )
 
 
 def pad(attribute: str, limit: int, measure: Callable[[str], int], *, over: bool) -> Change:
@@ -131,11 +130,6 @@ def pad(attribute: str, limit: int, measure: Callable[[str], int], *, over: bool
         block[attribute] = padded(block[attribute], measure, limit, over=over)
 
     return change
-
-
-def name_of(configuration: Configuration, resource_type: str, prefix: str) -> str:
-    names: list[str] = sorted(configuration["resource"][resource_type])
-    return next(n for n in names if n.startswith(prefix))
 
 
 READ_ONE_OBJECT = {
@@ -150,7 +144,7 @@ def add_role_policy(*, over: bool, indent: int | None = None) -> Change:
     """A new inline policy for the role, padded so the role's total just crosses the quota."""
 
     def change(role: Block, configuration: Configuration) -> None:
-        name = name_of(configuration, "aws_iam_role", "feature-build_execution-role")
+        name = block_name(configuration, "aws_iam_role", "feature-build_execution-role")
         reference = f"${{aws_iam_role.{name}.id}}"
         policies = configuration["resource"]["aws_iam_role_policy"]
         mine = [b for b in policies.values() if b["role"] == reference]
@@ -172,7 +166,7 @@ def attach_scps(ou_prefix: str, count: int, *, landing_zone_names_it: bool = Tru
     """`count` more SCP attachments on the OU (copies of attachments the stack has)."""
 
     def change(ou: Block, configuration: Configuration) -> None:
-        ou_name = name_of(configuration, "aws_organizations_organizational_unit", ou_prefix)
+        ou_name = block_name(configuration, "aws_organizations_organizational_unit", ou_prefix)
         attachments = configuration["resource"]["aws_organizations_policy_attachment"]
         policies = sorted(configuration["resource"]["aws_organizations_policy"])
         for index, policy in enumerate(policies[:count]):
@@ -191,7 +185,7 @@ def attach_scps(ou_prefix: str, count: int, *, landing_zone_names_it: bool = Tru
 
 def attach_managed_policies(count: int) -> Change:
     def change(role: Block, configuration: Configuration) -> None:
-        name = name_of(configuration, "aws_iam_role", "inference_enclave-host-role")
+        name = block_name(configuration, "aws_iam_role", "inference_enclave-host-role")
         attachments = configuration["resource"]["aws_iam_role_policy_attachment"]
         for index in range(count):
             attachments[f"extra-{index}"] = {
