@@ -12,7 +12,8 @@ Measured, each in a fresh process with fresh output directories:
 3. validate, `python -m tools.terraform validate --out TMP` (every stack, both cores), and each
    stack validated alone with one job, whose sum is the time without parallelism;
 4. scan, `python -m policies.gate`, and bare checkov over the same stacks with the same checks
-   (the gate's own checkov command line and environment, policies.gate.checkov_command);
+   (the gate's own checkov command line and environment, policies.gate.checkov_command), and
+   preflight, `python -m policies.preflight`, over the same stacks (`make preflight`);
 5. the pull-request gate as a whole: synth + validate + scan + `python -m policies.report`.
 
 (1), (2) and (4) run --runs times (default 5); the expensive ones, (3) and (5) and the growth
@@ -420,6 +421,18 @@ def scan_command(outdir: Path, results: Path) -> list[str]:
     return [sys.executable, "-m", "policies.gate", "--out", str(outdir), "--results", str(results)]
 
 
+def preflight_command(outdir: Path, results: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "policies.preflight",
+        "--out",
+        str(outdir),
+        "--results",
+        str(results),
+    ]
+
+
 def report_command(outdir: Path, findings: Path, report_dir: Path) -> list[str]:
     return [
         sys.executable,
@@ -523,6 +536,7 @@ SYNTH = "synth"
 VALIDATE = "validate"
 VALIDATE_SINGLE_SUM = "validate_single_sum"
 SCAN = "scan"
+PREFLIGHT = "preflight"
 BARE_CHECKOV = "bare_checkov"
 GATE = "pull_request_gate"
 
@@ -570,6 +584,12 @@ def ratios(report: BenchReport) -> list[Ratio]:
             "scan (gate) / bare checkov",
             _quotient(report.median(SCAN), report.median(BARE_CHECKOV)),
             1.5,
+        ),
+        Ratio(
+            "preflight_vs_scan",
+            "preflight / scan (gate)",
+            _quotient(report.median(PREFLIGHT), report.median(SCAN)),
+            0.5,
         ),
         Ratio(
             "validate_parallel_vs_single_sum",
@@ -651,7 +671,16 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-MEASUREMENT_ORDER = (NAIVE, SYNTH, VALIDATE, VALIDATE_SINGLE_SUM, SCAN, BARE_CHECKOV, GATE)
+MEASUREMENT_ORDER = (
+    NAIVE,
+    SYNTH,
+    VALIDATE,
+    VALIDATE_SINGLE_SUM,
+    SCAN,
+    PREFLIGHT,
+    BARE_CHECKOV,
+    GATE,
+)
 
 
 def _measurement_rows(report: BenchReport) -> list[tuple[str, ...]]:
@@ -1023,6 +1052,13 @@ class Bench:
             measurements[SCAN].samples.append(
                 self.run("scan", scan_command(outdir, self.fresh("scan")), accepted=GATE_EXIT_CODES)
             )
+            measurements[PREFLIGHT].samples.append(
+                self.run(
+                    "preflight",
+                    preflight_command(outdir, self.fresh("preflight")),
+                    accepted=GATE_EXIT_CODES,
+                )
+            )
             bare = run_bare_checkov(outdir, self.environment)
             _log(f"bench: bare checkov: {bare.seconds:.1f} s")
             measurements[BARE_CHECKOV].samples.append(bare)
@@ -1110,6 +1146,7 @@ def run_bench(settings: Settings, base: Mapping[str, str]) -> BenchReport:
             validate_command(Path("TMP"), stacks=["STACK"], jobs=1),
         ),
         SCAN: ("scan (policy gate)", scan_command(Path("TMP"), Path("TMP2"))),
+        PREFLIGHT: ("preflight (deployability)", preflight_command(Path("TMP"), Path("TMP2"))),
         BARE_CHECKOV: (
             "bare checkov, same checks",
             checkov_command([Path("TMP/stacks/STACK/cdk.tf.json")], Path("REPORT"), CHECKS_DIR),

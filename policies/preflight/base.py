@@ -13,6 +13,7 @@ A rule whose source cannot be read (a package missing, a model file that changed
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from collections.abc import Iterator
@@ -27,6 +28,17 @@ STACK_FILE: Final = "cdk.tf.json"
 # A Terraform interpolation as cdktf writes it: `${aws_iam_role.x.arn}`, `${var.y}`; not
 # `$${...}`, Terraform's escape for a literal `${` (CloudFormation's own Fn::Sub syntax).
 TOKEN: Final = re.compile(r"(?<!\$)\$\{[^}]*\}")
+
+
+def package_data(package: str, *parts: str) -> Path:
+    """A data file or folder inside an installed package, found without importing the package
+    (cfn-lint's `__init__` imports all of cfn-lint, sympy included: half a second for a file).
+    ModuleNotFoundError when the package is not installed."""
+    spec = importlib.util.find_spec(package)
+    locations = spec.submodule_search_locations if spec else None
+    if not locations:
+        raise ModuleNotFoundError(f"no installed package {package!r}")
+    return Path(next(iter(locations))).joinpath(*parts)
 
 
 def installed_version(distribution: str) -> str:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
-from importlib import resources
 from typing import Any, Final, NamedTuple
 
 import botocore
@@ -38,6 +37,7 @@ from policies.preflight.base import (
     Rule,
     SynthesizedStacks,
     has_token,
+    package_data,
     verdict,
 )
 
@@ -208,7 +208,7 @@ S3_RULES: Final = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketn
 S3_BUCKET_NAME: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 S3_RESERVED_PREFIXES: Final = ("xn--", "sthree-", "amzn-s3-demo-")
 S3_RESERVED_SUFFIXES: Final = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-LIFECYCLE_PACKAGE: Final = "cfnlint.data.AdditionalSpecs"
+LIFECYCLE_FOLDER: Final = ("cfnlint", "data", "AdditionalSpecs")
 LIFECYCLE_FILE: Final = "LmbdRuntimeLifecycle.json"
 
 
@@ -426,7 +426,7 @@ S3_JUDGE: Final = Judge(bucket_name_problem, max_length=63)
 def runtime_lifecycle() -> dict[str, dict[str, Any]]:
     """runtime -> {"deprecated", "create-block", "update-block": ISO date or None}."""
     try:
-        data = json.loads(resources.files(LIFECYCLE_PACKAGE).joinpath(LIFECYCLE_FILE).read_text())
+        data = json.loads(package_data(*LIFECYCLE_FOLDER, LIFECYCLE_FILE).read_text())
     except (ModuleNotFoundError, OSError, ValueError) as error:
         raise PreflightSourceError(f"cfn-lint's {LIFECYCLE_FILE} unreadable ({error})") from None
     lifecycle: dict[str, dict[str, Any]] = data if isinstance(data, dict) else {}

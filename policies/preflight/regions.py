@@ -25,7 +25,6 @@ import json
 import re
 from collections.abc import Iterator
 from functools import cache
-from importlib import resources
 from typing import Any, Final
 
 import botocore
@@ -42,6 +41,7 @@ from policies.preflight.base import (
     SynthesizedStacks,
     has_token,
     literal,
+    package_data,
     verdict,
 )
 from policies.preflight.names import service_model
@@ -124,7 +124,7 @@ RESOURCE_SERVICES: Final[dict[str, str]] = {
 CFN_STACK: Final = "aws_cloudformation_stack"
 # How many regions a finding lists where a service has endpoints before it counts them.
 SHOWN_REGIONS: Final = 8
-REGISTRY_PACKAGE: Final = "cfnlint.data.schemas"
+REGISTRY_FOLDER: Final = ("cfnlint", "data", "schemas", "providers")
 
 ENDPOINT_DATA: Final = f"{BOTOCORE} endpoints.json (partition endpoint data)"
 VPC_ENDPOINT_SERVICE: Final = Rule(
@@ -299,7 +299,7 @@ def _registry(region: str) -> frozenset[str] | None:
     """The resource types CloudFormation registers in `region` (cfn-lint's copy), None for a
     region cfn-lint has no list for; PreflightSourceError when cfn-lint's data is unreadable."""
     try:
-        providers = resources.files(REGISTRY_PACKAGE).joinpath("providers")
+        providers = package_data(*REGISTRY_FOLDER)
         if not providers.joinpath("us-east-1.json").is_file():
             raise PreflightSourceError(f"cfn-lint {CFN_LINT_VERSION}: no registry lists")
         listed = providers.joinpath(f"{region}.json")

@@ -84,17 +84,17 @@ def bad_intrinsic(template: Template) -> None:
     template["Outputs"]["DatastoreArn"]["Value"] = {"Fn::GetAtt": [DATASTORE, "DatastoreUrl"]}
 
 
-@pytest.mark.parametrize(
-    ("change", "cfn_lint_rule"),
-    [
-        (add_unknown_property, "E3002"),
-        (r5, "E3030"),
-        (misspell_type, "E3006"),
-        (drop_required_property, "E3003"),
-        (bad_intrinsic, "E6101"),
-    ],
-    ids=["unknown-property", "enum-r5", "unknown-type", "missing-required", "bad-getatt"],
-)
+# Mutants of the real datastore template, each with the cfn-lint rule that must refuse it.
+MUTANTS = {
+    "unknown-property": (add_unknown_property, "E3002"),
+    "enum-r5": (r5, "E3030"),
+    "unknown-type": (misspell_type, "E3006"),
+    "missing-required": (drop_required_property, "E3003"),
+    "bad-getatt": (bad_intrinsic, "E6101"),
+}
+
+
+@pytest.mark.parametrize(("change", "cfn_lint_rule"), MUTANTS.values(), ids=MUTANTS.keys())
 def test_a_faulty_healthlake_template_fails_on_that_resource(
     synthesized: Path,
     tmp_path: Path,

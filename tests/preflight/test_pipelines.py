@@ -66,16 +66,16 @@ def parameter_of_wrong_type(definition: Definition) -> None:
     definition["Parameters"][0]["Type"] = "Text"
 
 
-@pytest.mark.parametrize(
-    ("prefix", "change", "path"),
-    [
-        (TRAINING, train_without_arguments, "$.Steps[1]"),
-        (TRAINING, numeric_step_name, "$.Steps[2].Name"),
-        (FEATURE_BUILD, unknown_step_type, "$.Steps[1].Type"),
-        (TRAINING, parameter_of_wrong_type, "$.Parameters[0]"),
-    ],
-    ids=["missing-arguments", "name-not-a-string", "unknown-step-type", "parameter-type"],
-)
+# Mutants of the real pipeline definitions, each with the JSON path the schema must name.
+MUTANTS = {
+    "missing-arguments": (TRAINING, train_without_arguments, "$.Steps[1]"),
+    "name-not-a-string": (TRAINING, numeric_step_name, "$.Steps[2].Name"),
+    "unknown-step-type": (FEATURE_BUILD, unknown_step_type, "$.Steps[1].Type"),
+    "parameter-type": (TRAINING, parameter_of_wrong_type, "$.Parameters[0]"),
+}
+
+
+@pytest.mark.parametrize(("prefix", "change", "path"), MUTANTS.values(), ids=MUTANTS.keys())
 def test_a_faulty_definition_fails_on_that_pipeline(
     synthesized: Path,
     tmp_path: Path,

@@ -246,6 +246,6 @@ def test_endpoint_data_without_partitions_is_a_source_error(
 def test_an_unreadable_registry_is_a_source_error(
     stacks: SynthesizedStacks, monkeypatch: pytest.MonkeyPatch, uncached: None
 ) -> None:
-    monkeypatch.setattr(regions, "REGISTRY_PACKAGE", "cfnlint.no_such_data")
+    monkeypatch.setattr(regions, "REGISTRY_FOLDER", ("cfnlint", "no_such_data"))
     with pytest.raises(PreflightSourceError, match="registry"):
         regions.check(stacks)

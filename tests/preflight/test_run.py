@@ -26,8 +26,18 @@ JUDGE_NOTHING_ON_THE_PLATFORM = {
 }
 
 
-def preflight(out: Path, results: Path) -> int:
-    return run.main(["--out", str(out), "--results", str(results)])
+def preflight(out: Path, results: Path, *, jobs: int = 1) -> int:
+    """`make preflight` in this process (jobs=1, so monkeypatched sources are the ones used)."""
+    return run.main(["--out", str(out), "--results", str(results), "--jobs", str(jobs)])
+
+
+def test_families_shared_over_processes_find_what_one_process_finds(
+    synthesized: Path, tmp_path: Path
+) -> None:
+    assert preflight(synthesized, tmp_path / "one", jobs=1) == 0
+    assert preflight(synthesized, tmp_path / "two", jobs=2) == 0
+    one, two = (read_findings(tmp_path / name / "findings.json") for name in ("one", "two"))
+    assert one.findings == two.findings and len(one.findings) > 1000
 
 
 def test_the_platforms_stacks_pass_and_every_rule_judged_something(
@@ -163,3 +173,36 @@ def test_the_twin_only_passes_shows_pass_and_not_run_shows_not_run() -> None:
     markdown, _ = report(None)
     assert "| Deployability (preflight) | **NOT RUN** |" in markdown
     assert "run `make preflight`" in markdown
+
+
+def refusing_mutants() -> dict[str, int]:
+    """Per family, how many of its tests mutate a real stack into one real AWS refuses (each
+    table entry is one parametrized test; twins, which must pass, are not counted)."""
+    from tests.preflight import (  # noqa: PLC0415 - the family tests' own tables
+        test_cloudformation,
+        test_conformance,
+        test_events,
+        test_iam,
+        test_names,
+        test_pipelines,
+        test_regions,
+        test_sizes,
+    )
+
+    return {
+        "names": len(test_names.REFUSED),
+        "regions": len(test_regions.REFUSED),
+        "iam": len(test_iam.CASES),
+        "sizes": sum(1 for case in test_sizes.CASES if case.values[1] is not None),
+        "cloudformation": len(test_cloudformation.MUTANTS),
+        "pipelines": len(test_pipelines.MUTANTS),
+        "events": len(test_events.MUTANTS),
+        "conformance": len(test_conformance.MUTANTS),
+    }
+
+
+def test_every_family_has_mutants_of_real_stacks_and_there_are_at_least_thirty() -> None:
+    counted = refusing_mutants()
+    assert set(counted) == {family.__name__.rsplit(".", 1)[-1] for family in run.FAMILIES}
+    assert all(n >= 1 for n in counted.values()), counted
+    assert sum(counted.values()) >= 30, counted
