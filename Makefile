@@ -47,7 +47,7 @@ ENDPOINT_URL ?=
 # credentials it carries (https://user:token@host/...); a clone without a remote names itself.
 SOURCE_REVISION = PHI_SOURCE_COMMIT="$$(git rev-parse HEAD 2>/dev/null)" PHI_SOURCE_REPOSITORY="$$( (git config --get remote.origin.url 2>/dev/null || echo "file://$(CURDIR)") | sed -E 's|//[^/@]*@|//|')"
 
-.PHONY: help setup synth synth-local validate plan preflight features ml-demo lineage promote-model images images-check images-released e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
+.PHONY: help setup synth synth-local validate plan preflight mutants features ml-demo lineage promote-model images images-check images-released e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -77,6 +77,10 @@ plan: synth-local ## terraform plan every stack against a moto server on loopbac
 scan: $(STAMP) ## the policy gate: checkov offline + policies/checks over OUT's stacks, exemptions applied
 	$(if $(filter cdktf.out,$(OUT)),$(MAKE) --no-print-directory synth,)
 	$(PY) -m policies.gate --out $(OUT) --results $(SCAN_RESULTS)
+
+mutants: $(STAMP) ## the mutation corpus: every README guarantee removed from a copy of a real stack, each copy must fail the gate (tools/mutants)
+	$(if $(filter cdktf.out,$(OUT)),$(MAKE) --no-print-directory synth,)
+	$(PY) -m tools.mutants --out $(OUT)
 
 preflight: $(STAMP) ## what real AWS would refuse at apply, judged on OUT's stacks (botocore models, IAM database, quotas, cfn-lint, AWS's schemas and sample events): reports/preflight/
 	$(if $(filter cdktf.out,$(OUT)),$(MAKE) --no-print-directory synth,)

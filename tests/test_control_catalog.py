@@ -143,7 +143,7 @@ AUDIT_RULES = {
 }
 # Our custom checks (policies/checks/), one per file; fixed here so a typo in the catalog
 # (CKV_PHI_61) cannot pass for a real check.
-CUSTOM_CHECK_IDS = frozenset(f"CKV_PHI_{number}" for number in range(1, 17))
+CUSTOM_CHECK_IDS = frozenset(f"CKV_PHI_{number}" for number in range(1, 57))
 # How a checkov check declares its id: `super().__init__(..., id="CKV_PHI_3", ...)`.
 _DECLARED_CHECK_ID = re.compile(r"""\bid\s*=\s*["'](CKV_PHI_[0-9]+)["']""")
 
@@ -196,7 +196,7 @@ def missing_controls(catalog: Catalog) -> dict[str, str]:
 
 
 def unknown_checkov_ids(check_ids: tuple[str, ...], registry: frozenset[str]) -> list[str]:
-    """Built-in ids the registry lacks, and custom ids outside CKV_PHI_1..16."""
+    """Built-in ids the registry lacks, and custom ids outside CKV_PHI_1..56."""
     return [
         check
         for check in check_ids
@@ -308,11 +308,11 @@ def test_every_static_check_exists(catalog: Catalog, checkov_registry: frozenset
 
 
 def test_an_unknown_static_check_is_detected(checkov_registry: frozenset[str]) -> None:
-    made_up = ("CKV_AWS_19", "CKV_AWS_99999", "CKV2_AWS_10", "CKV2_AWS_999", "CKV_PHI_17")
+    made_up = ("CKV_AWS_19", "CKV_AWS_99999", "CKV2_AWS_10", "CKV2_AWS_999", "CKV_PHI_57")
     assert unknown_checkov_ids(made_up, checkov_registry) == [
         "CKV_AWS_99999",
         "CKV2_AWS_999",
-        "CKV_PHI_17",
+        "CKV_PHI_57",
     ]
 
 

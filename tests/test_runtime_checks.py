@@ -645,6 +645,15 @@ def _tls_floor_missing(d: Deployment) -> str:
     return arn
 
 
+def _plain_http_allowed(d: Deployment) -> str:
+    arn = "arn:aws:s3:::acme-phi-dev-curated"
+    tls_only = [s for s in bucket_policy_statements(arn) if s["Sid"] != "DenyInsecureTransport"]
+    d.client("s3").put_bucket_policy(
+        Bucket="acme-phi-dev-curated", Policy=policy_document(*tls_only)
+    )
+    return arn
+
+
 def _tls_floor_too_low(d: Deployment) -> str:
     arn = "arn:aws:s3:::acme-phi-dev-raw"
     statements = bucket_policy_statements(arn)
@@ -909,6 +918,9 @@ MISCONFIGURATIONS = {
     ),
     "no TLS floor": Misconfiguration(
         "RT_PHI_S3_TLS_ONLY", _tls_floor_missing, "s3:TlsVersion < 1.2"
+    ),
+    "plain HTTP allowed": Misconfiguration(
+        "RT_PHI_S3_TLS_ONLY", _plain_http_allowed, "aws:SecureTransport"
     ),
     "TLS floor of 1.0": Misconfiguration(
         "RT_PHI_S3_TLS_ONLY", _tls_floor_too_low, "lowest version denied below: 1.0"
@@ -1879,3 +1891,54 @@ def test_monitoring_is_judged_by_its_runs(
     (finding,) = checked(keys_only, clients, "RT_PHI_MODEL_MONITOR_RAN")
     assert finding.status is status, finding.detail
     assert detail in finding.detail
+
+
+# --- the runtime twins of the README's guarantees (issue 14) -----------------------------------
+
+# Runtime checks that are not the runtime side of a clause of the README's layer table, and why.
+NOT_A_LAYER_TABLE_GUARANTEE = {
+    "RT_PHI_FEATURES_CONSENT_OPT_OUT": "what the data did (opt-outs left out), not a resource",
+    "RT_PHI_FEATURES_PROCESSING_BASIS": "what the data did (each record's basis), not a resource",
+    "RT_PHI_MODEL_APPROVAL_RECORDED": "what the model loop did (a person approved), not a resource",
+    "RT_PHI_MODEL_VERSION_TRACEABLE": "what the model loop did (its lineage), not a resource",
+    "RT_PHI_MODEL_MONITOR_RAN": "what the model loop did (the schedule ran), not a resource",
+    "RT_PHI_IMAGE_REPOSITORIES_HARDENED": "README's Images section, not the layer table",
+    "RT_PHI_SAGEMAKER_ENDPOINT_KMS": "endpoints the deployer creates at run time; the static "
+    "side judges the deployer's settings (CKV_PHI_6), twinned with data capture",
+}
+
+
+# What moto does not emulate (or drops) is broken in botocore-stubbed answers instead: each of
+# these tests turns its check from pass to fail on the same guarantee.
+STUBBED_TWINS = {
+    "test_healthlake_datastore_without_the_phi_key_fails": "RT_PHI_HEALTHLAKE_CMK",
+    "test_feature_group_stores_must_use_the_feature_store_key": "RT_PHI_FEATURE_GROUP_ENCRYPTION",
+    "test_a_public_or_foreign_model_package_group_policy_fails": (
+        "RT_PHI_MODEL_PACKAGE_GROUP_NOT_PUBLIC"
+    ),
+    "test_security_hub_missing_or_incomplete_standard_fails": "RT_PHI_SECURITY_HUB_STANDARDS",
+    "test_functions_without_a_dead_letter_queue_fail": "RT_PHI_LAMBDA_DEAD_LETTER_QUEUE",
+}
+
+
+def test_every_guarantee_a_runtime_check_covers_has_its_twin_case() -> None:
+    """Each mutant's runtime twin is a case here that breaks the same guarantee on an emulator
+    deployment and sees its check go from pass to fail: a MISCONFIGURATIONS case (checked by
+    test_a_misconfiguration_fails_its_check) or, for what moto lacks, a stubbed test of it."""
+    from tools.mutants.corpus import MUTANTS  # noqa: PLC0415
+
+    twins = {mutant.runtime for mutant in MUTANTS if mutant.runtime}
+    for twin in twins:
+        if twin.case in MISCONFIGURATIONS:
+            assert MISCONFIGURATIONS[twin.case].check == twin.check_id, twin
+        else:
+            assert STUBBED_TWINS.get(twin.case) == twin.check_id, twin
+            assert callable(globals().get(twin.case)), twin
+    runtime_checks = {
+        check for c in CATALOG.controls for check in c.runtime_evidence.runtime_checks
+    }
+    twinned = {twin.check_id for twin in twins}
+    assert not twinned & set(NOT_A_LAYER_TABLE_GUARANTEE)
+    assert twinned | set(NOT_A_LAYER_TABLE_GUARANTEE) == runtime_checks, sorted(
+        runtime_checks - twinned - set(NOT_A_LAYER_TABLE_GUARANTEE)
+    )
