@@ -26,6 +26,7 @@ from tools.bench import (
     BARE_CHECKOV,
     GATE,
     NAIVE,
+    PREFLIGHT,
     SCAN,
     SYNTH,
     VALIDATE,
@@ -294,7 +295,10 @@ def samples(*seconds: float, rss: int | None = None) -> list[Sample]:
 
 
 def report_with(
-    *, synth: float = 4.0, growth: dict[int, tuple[float, float]] | None = None
+    *,
+    synth: float = 4.0,
+    preflight: float = 4.0,
+    growth: dict[int, tuple[float, float]] | None = None,
 ) -> BenchReport:
     measured = {
         NAIVE: (samples(10.0, 12.0, 11.0, rss=1600 * MB), "naive import"),
@@ -302,6 +306,7 @@ def report_with(
         VALIDATE: (samples(50.0), "validate, all stacks (parallel)"),
         VALIDATE_SINGLE_SUM: (samples(100.0), "validate, sum of single stacks"),
         SCAN: (samples(9.0), "scan (policy gate)"),
+        PREFLIGHT: (samples(preflight), "preflight (deployability)"),
         BARE_CHECKOV: (samples(8.0), "bare checkov, same checks"),
         GATE: (samples(80.0), "pull-request gate"),
     }
@@ -344,6 +349,7 @@ def test_ratios_from_medians_and_their_verdicts() -> None:
     assert found["synth_vs_naive_import"].met is True
     assert found["scan_vs_bare_checkov"].value == pytest.approx(9.0 / 8.0)
     assert found["validate_parallel_vs_single_sum"].value == pytest.approx(0.5)
+    assert found["preflight_vs_scan"].value == pytest.approx(4.0 / 9.0)
     assert found["growth_16_vs_1"].value == pytest.approx((10.5 + 19.0) / 7.0)
     assert all(r.met for r in found.values())
 
@@ -352,6 +358,11 @@ def test_a_slow_synth_misses_its_target() -> None:
     found = by_key(report_with(synth=6.0))
     assert found["synth_vs_naive_import"].met is False
     assert found["synth_vs_naive_import"].verdict() == "NOT MET"
+
+
+def test_a_slow_preflight_misses_its_target() -> None:
+    found = by_key(report_with(preflight=5.0))
+    assert found["preflight_vs_scan"].met is False
 
 
 def test_growth_target_without_sixteen_environments_is_not_measured() -> None:
