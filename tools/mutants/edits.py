@@ -93,3 +93,16 @@ def pipeline_step(definition: Document, step_name: str) -> Document:
             return step
         steps += step.get("Arguments", {}).get("IfSteps", [])
     raise MutantError(f"no pipeline step {step_name!r}")
+
+
+def bucket_policy_without(bucket_path: str, sid: str) -> Apply:
+    """Drop the statement `sid` from the policy of the bucket whose construct path contains
+    `bucket_path` (`.../bucket`; its policy is `.../policy` beside it); the bucket must fail."""
+
+    def apply(document: Document) -> str:
+        bucket, _ = named(document, "aws_s3_bucket", bucket_path)
+        _, policy = named(document, "aws_s3_bucket_policy", bucket_path.removesuffix("/bucket"))
+        edit_json(policy, "policy", statements_without(sid))
+        return address("aws_s3_bucket", bucket)
+
+    return apply

@@ -10,23 +10,15 @@ import yaml
 from tools.mutants.edits import (
     MutantError,
     address,
+    bucket_policy_without,
     delete_attribute,
     delete_resource,
-    edit_json,
     named,
     set_attribute,
-    statements_without,
 )
 from tools.mutants.model import Apply, Document, Mutant, RuntimeTwin
 
 TRAIL = "audit/trail"
-
-
-def archive_allows_http(document: Document) -> str:
-    bucket, _ = named(document, "aws_s3_bucket", "audit/archive/bucket")
-    _, policy = named(document, "aws_s3_bucket_policy", "audit/archive")
-    edit_json(policy, "policy", statements_without("DenyInsecureTransport"))
-    return address("aws_s3_bucket", bucket)
 
 
 def archive_without_object_lock(document: Document) -> str:
@@ -217,7 +209,7 @@ MUTANTS: tuple[Mutant, ...] = (
         check_id="CKV_PHI_10",
         stack="org-audit",
         change="the audit archive's policy without DenyInsecureTransport",
-        apply=archive_allows_http,
+        apply=bucket_policy_without("audit/archive/bucket", "DenyInsecureTransport"),
     ),
     Mutant(
         name="audit-trail-no-cloudwatch-logs",

@@ -8,10 +8,10 @@ from typing import Any
 from tools.mutants.edits import (
     MutantError,
     address,
+    bucket_policy_without,
     delete_attribute,
     edit_json,
     named,
-    statements_without,
 )
 from tools.mutants.model import Apply, Document, Mutant, RuntimeTwin
 
@@ -27,13 +27,6 @@ def healthlake_aws_owned_key(document: Document) -> str:
 
     edit_json(conf, "template_body", change)
     return address("aws_cloudformation_stack", name)
-
-
-def region_bucket_allows_http(document: Document) -> str:
-    bucket, _ = named(document, "aws_s3_bucket", "region-storage/fhir/bucket")
-    _, policy = named(document, "aws_s3_bucket_policy", "region-storage/fhir")
-    edit_json(policy, "policy", statements_without("DenyInsecureTransport"))
-    return address("aws_s3_bucket", bucket)
 
 
 def import_statement(sid: str, change: Callable[[Document], None]) -> Apply:
@@ -104,7 +97,7 @@ MUTANTS: tuple[Mutant, ...] = (
         check_id="CKV_PHI_10",
         stack="eu-research-fhir",
         change="the eu-west-1 FHIR bucket's policy without DenyInsecureTransport",
-        apply=region_bucket_allows_http,
+        apply=bucket_policy_without("region-storage/fhir/bucket", "DenyInsecureTransport"),
     ),
     Mutant(
         name="prod-fhir-destroyable",

@@ -6,11 +6,10 @@ from collections.abc import Callable
 
 from tools.mutants.edits import (
     address,
+    bucket_policy_without,
     delete_attribute,
     delete_resource,
-    edit_json,
     named,
-    statements_without,
 )
 from tools.mutants.model import Apply, Document, Mutant, RuntimeTwin
 
@@ -18,16 +17,6 @@ from tools.mutants.model import Apply, Document, Mutant, RuntimeTwin
 def bucket_of(document: Document, bucket_path: str) -> str:
     name, _ = named(document, "aws_s3_bucket", bucket_path)
     return address("aws_s3_bucket", name)
-
-
-def bucket_policy_without(bucket_path: str, sid: str) -> Apply:
-    def apply(document: Document) -> str:
-        bucket = bucket_of(document, bucket_path)
-        _, policy = named(document, "aws_s3_bucket_policy", bucket_path.removesuffix("/bucket"))
-        edit_json(policy, "policy", statements_without(sid))
-        return bucket
-
-    return apply
 
 
 def bucket_part_changed(
