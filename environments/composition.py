@@ -15,10 +15,11 @@ from cdktf import App, S3Backend, TerraformOutput, TerraformStack
 from constructs import Construct
 
 from environments.layer_configs import LayerConfigs, layer_configs
+from environments.organization_configs import STATE_KEY_ALIAS, organization_configs
 from environments.schema import OrganizationEnvironment, WorkloadEnvironment
 from environments.target import Target
 from modules import aws
-from modules.audit import Audit, AuditConfig, ConfigAggregator, ConfigAggregatorConfig
+from modules.audit import Audit, ConfigAggregator
 from modules.deployment import Deployment
 from modules.detection import AlertsTopic, Detection
 from modules.feature_build import FeatureBuild
@@ -33,17 +34,15 @@ from modules.keys import (
     CustomerManagedKeyConfig,
     KeyPurpose,
     Keys,
-    ServiceUse,
 )
 from modules.monitoring import Monitoring
 from modules.network import Network
 from modules.pipelines import Pipelines, SourceRevision
 from modules.registry import Registry
-from modules.security_alarms import SecurityAlarms, SecurityAlarmsConfig, alarm_name_prefix
-from modules.storage import HardenedBucket, HardenedBucketConfig, Storage
+from modules.security_alarms import SecurityAlarms, alarm_name_prefix
+from modules.storage import HardenedBucket, Storage
 from policies.catalog import load_catalog
 
-STATE_KEY_ALIAS = "alias/phi-ml/terraform-state"
 BOOTSTRAP_STACK = "bootstrap"
 
 
@@ -401,66 +400,23 @@ class OrgAuditStack(BackendStack):
         super().__init__(
             scope, name, environment=organization, organization=organization, target=target
         )
-        audit_config = AuditConfig(
-            environment=organization.name,
-            organization_id=organization.organization_id,
-            account_id=organization.account_id,
-            region=organization.region,
-            log_archive_bucket_name=organization.audit.log_archive_bucket,
-            retention_days=organization.audit.retention_days,
-            object_lock_days=organization.audit.object_lock_days,
-        )
+        configs = organization_configs(organization)
 
-        def key(
-            purpose: KeyPurpose,
-            *uses: ServiceUse,
-            roles: tuple[str, ...] = (),
-            protects_archives: bool = False,
-        ) -> CustomerManagedKey:
-            return CustomerManagedKey(
-                self,
-                f"{purpose.value}-key",
-                config=CustomerManagedKeyConfig(
-                    purpose=purpose,
-                    alias=f"alias/phi-ml/{organization.name}/{purpose.value}",
-                    account_id=organization.account_id,
-                    region=organization.region,
-                    administrators=(
-                        *organization.keys.administrators,
-                        organization.deployment_role_arn,
-                    ),
-                    users=organization.keys.users,
-                    service_uses=uses,
-                    service_roles=roles,
-                    # The archive buckets refuse destruction; a deleted key would make their
-                    # contents unreadable anyway, 30 days later.
-                    prevent_destroy=protects_archives,
-                ),
-            )
+        def key(id_: str, config: CustomerManagedKeyConfig) -> CustomerManagedKey:
+            return CustomerManagedKey(self, id_, config=config)
 
-        trail_key = key(
-            KeyPurpose.AUDIT,
-            ServiceUse.CLOUDTRAIL,
-            roles=(audit_config.config_role_arn,),
-            protects_archives=True,
-        )
-        logs_key = key(
-            KeyPurpose.LOGS,
-            ServiceUse.CLOUDWATCH_LOGS,
-            ServiceUse.S3_SERVER_ACCESS_LOGS,
-            protects_archives=True,
-        )
-        alerts_key = key(KeyPurpose.ALERTS, ServiceUse.CLOUDWATCH_ALARMS)
+        trail_key = key(f"{KeyPurpose.AUDIT.value}-key", configs.audit_key)
+        logs_key = key(f"{KeyPurpose.LOGS.value}-key", configs.audit_logs_key)
+        alerts_key = key(f"{KeyPurpose.ALERTS.value}-key", configs.alerts_key)
         self.audit = Audit(
             self,
             "audit",
-            config=audit_config,
+            config=configs.audit,
             trail_key=trail_key,
             logs_key=logs_key,
             phi_bucket_arns=phi_bucket_arns(workloads),
             catalog=load_catalog(),
         )
-        alarms = SecurityAlarmsConfig(environment=organization.name)
         topic = AlertsTopic(
             self,
             "alerts",
@@ -475,16 +431,14 @@ class OrgAuditStack(BackendStack):
         SecurityAlarms(
             self,
             "alarms",
-            config=alarms,
+            config=configs.alarms,
             trail_log_group_name=self.audit.log_group_name,
             alerts_topic_arn=topic.topic_arn,
         )
         ConfigAggregator(
             self,
             "config-aggregator",
-            config=ConfigAggregatorConfig(
-                environment=organization.name, account_id=organization.account_id
-            ),
+            config=configs.aggregator,
         )
         TerraformOutput(self, "trail-arn", value=self.audit.trail_arn)
         TerraformOutput(self, "archive-bucket", value=self.audit.archive_bucket_name)
@@ -524,57 +478,22 @@ class BootstrapStack(BackendStack):
         super().__init__(
             scope, name, environment=organization, organization=organization, target=target
         )
-        state = organization.state_backend
-        key = CustomerManagedKey(
-            self,
-            "state-key",
-            config=CustomerManagedKeyConfig(
-                purpose=KeyPurpose.TERRAFORM_STATE,
-                alias=STATE_KEY_ALIAS,
-                account_id=organization.account_id,
-                region=organization.region,
-                administrators=(*state.keys.administrators, organization.deployment_role_arn),
-                users=state.keys.users,
-                service_uses=(),
-                # Without this key no stack's state can be read: kept like the bucket.
-                prevent_destroy=True,
-            ),
-        )
+        configs = organization_configs(organization)
+        key = CustomerManagedKey(self, "state-key", config=configs.state_key)
         logs_key = CustomerManagedKey(
-            self,
-            "state-access-logs-key",
-            config=CustomerManagedKeyConfig(
-                purpose=KeyPurpose.LOGS,
-                alias=f"{STATE_KEY_ALIAS}-access-logs",
-                account_id=organization.account_id,
-                region=organization.region,
-                administrators=(*state.keys.administrators, organization.deployment_role_arn),
-                users=state.keys.users,
-                service_uses=(ServiceUse.S3_SERVER_ACCESS_LOGS,),
-                prevent_destroy=True,
-            ),
+            self, "state-access-logs-key", config=configs.state_access_logs_key
         )
         access_logs = HardenedBucket(
             self,
             "state-access-logs",
-            config=HardenedBucketConfig(
-                name=f"{state.bucket}-access-logs"[:63],
-                account_id=organization.account_id,
-                noncurrent_version_days=state.noncurrent_version_days,
-                prevent_destroy=True,
-            ),
+            config=configs.state_access_logs_bucket,
             kms_key=logs_key,
             access_logs=None,
         )
         self.state_bucket = HardenedBucket(
             self,
             "state",
-            config=HardenedBucketConfig(
-                name=state.bucket,
-                account_id=organization.account_id,
-                noncurrent_version_days=state.noncurrent_version_days,
-                prevent_destroy=True,
-            ),
+            config=configs.state_bucket,
             kms_key=key,
             access_logs=access_logs,
         )

@@ -32,6 +32,7 @@ from modules.pipelines import PipelineConfig
 from modules.regions import EU_RESIDENCY_REGIONS
 from modules.registry import RegistryConfig
 from modules.storage import StorageConfig
+from requirements.aws_values import bgp_asn_problem
 
 DEFAULT_AMAZON_SIDE_ASN = 64512
 AUTOSCALING_SERVICE_LINKED_ROLE = (
@@ -83,7 +84,7 @@ class LayerConfigs:
         return self.storage.bucket_name(FHIR_BUCKET_PURPOSE, region=self.fhir.region)
 
 
-def _build(
+def build_layer_config(
     config_type: type[Config], section: str, fields: dict[str, str], **values: Any
 ) -> Config:
     """Construct a layer config; a rejected value is reported at its environment-file field
@@ -183,7 +184,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
     env = environment
     ml = env.ml
     common = {"environment": env.name, "account_id": env.account_id, "region": env.region}
-    storage = _build(
+    storage = build_layer_config(
         StorageConfig,
         "storage",
         {"bucket_prefix": "storage.bucket_prefix"},
@@ -193,7 +194,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         audit_retention_days=env.logs.audit_retention_days,
         production=env.production,
     )
-    network = _build(
+    network = build_layer_config(
         NetworkConfig,
         "network",
         {"vpc_cidr": "network.vpc_cidr", "az_count": "network.az_count"},
@@ -204,7 +205,11 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         flow_log_retention_days=env.logs.audit_retention_days,
     )
     vpn, direct_connect = env.ingest.vpn, env.ingest.direct_connect
-    ingest = _build(
+    # AWS reserves some ASNs for customer gateways in one region only, so the rule needs both.
+    asn_problem = bgp_asn_problem(vpn.bgp_asn, region=env.region) if vpn else None
+    if asn_problem:
+        raise LayerConfigError("ingest.vpn.bgp_asn", asn_problem)
+    ingest = build_layer_config(
         IngestConfig,
         "ingest",
         {},
@@ -219,7 +224,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
     )
     fhir_region = _fhir_region(env)
     fhir = (
-        _build(
+        build_layer_config(
             FhirConfig,
             "ml.fhir",
             {
@@ -240,7 +245,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
     # import role is a user of that key only.
     fhir_elsewhere = fhir is not None and fhir.region != env.region
     _check_feature_builder_can_fill(env)
-    features = _build(
+    features = build_layer_config(
         FeaturesConfig,
         "ml.features",
         {"groups": "ml.features.groups"},
@@ -256,7 +261,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
             name: f"ml.pipeline.{name}" for name in type(ml.pipeline).model_fields if name != "name"
         },
     }
-    pipeline = _build(
+    pipeline = build_layer_config(
         PipelineConfig,
         "ml.pipeline",
         pipeline_fields,
@@ -278,7 +283,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         vpc_cidr=env.network.vpc_cidr,
     )
     builder = ml.features.builder
-    feature_build = _build(
+    feature_build = build_layer_config(
         FeatureBuildConfig,
         "ml.features.builder",
         {
@@ -303,7 +308,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         processing_basis_reference=ml.features.processing_basis.reference,
         vpc_cidr=env.network.vpc_cidr,
     )
-    registry = _build(
+    registry = build_layer_config(
         RegistryConfig,
         "ml.registry",
         {name: f"ml.registry.{name}" for name in type(ml.registry).model_fields},
@@ -314,7 +319,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
     enclave = ml.inference.enclave
     model_name = ml.inference.model_name
     capture_prefix = f"data-capture/{model_name}/"
-    inference = _build(
+    inference = build_layer_config(
         InferenceConfig,
         "ml.inference",
         {
@@ -349,7 +354,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         vpc_cidr=env.network.vpc_cidr,
         production=env.production,
     )
-    monitoring = _build(
+    monitoring = build_layer_config(
         MonitoringConfig,
         "ml.monitoring",
         {
@@ -368,7 +373,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         max_runtime_seconds=ml.monitoring.max_runtime_seconds,
         vpc_cidr=env.network.vpc_cidr,
     )
-    deployment = _build(
+    deployment = build_layer_config(
         DeploymentConfig,
         "ml.pipeline",
         {"model_package_group": "ml.pipeline.model_package_group"},
@@ -378,7 +383,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         vpc_cidr=env.network.vpc_cidr,
     )
 
-    detection = _build(
+    detection = build_layer_config(
         DetectionConfig,
         "security",
         {"finding_severity_threshold": "security.finding_severity_threshold"},
@@ -417,7 +422,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         ),
         KeyPurpose.ALERTS: (detection.quarantine_role_arn,),
     }
-    keys = _build(
+    keys = build_layer_config(
         KeysConfig,
         "keys",
         {"administrators": "keys.administrators", "users": "keys.users"},
@@ -450,7 +455,7 @@ def layer_configs(environment: WorkloadEnvironment) -> LayerConfigs:
         if fhir is not None and fhir_elsewhere
         else None
     )
-    images = _build(
+    images = build_layer_config(
         ImagesConfig,
         "ml.images",
         {

@@ -1,56 +1,119 @@
-"""Read and validate environment files, turning every failure into one readable error."""
+"""Read and validate environment files, turning every failure into one readable error.
+
+One pass, in order: the folder's files (a near miss of `environment.yaml` is reported, never
+ignored), each file as people write YAML (`yaml_reader`), its fields against the schema with
+no type coercion (a `true` is not 1, a number is not text), the configs every layer and the
+organization's stacks are built from, and, when the whole folder is loaded, the rules across
+environments (`cross_environment`). Every problem is an `EnvironmentFileError`; the first is
+what a command reports, `--all-errors` lists them all.
+"""
 
 from __future__ import annotations
 
 import difflib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
+from environments.cross_environment import Placed, cross_environment_problems
+from environments.errors import EnvironmentFileError, display_path, field_path
 from environments.layer_configs import LayerConfigError, layer_configs
+from environments.organization_configs import organization_configs
 from environments.schema import Environment, OrganizationEnvironment, WorkloadEnvironment
+from environments.yaml_reader import near_misses, read_yaml_file
+
+__all__ = [
+    "ENVIRONMENTS_DIR",
+    "ENVIRONMENT_FILE",
+    "EnvironmentFileError",
+    "EnvironmentFilesError",
+    "check_environments",
+    "display_path",
+    "load_environment",
+    "load_environments",
+]
 
 ENVIRONMENTS_DIR = Path(__file__).resolve().parent
 ENVIRONMENT_FILE = "environment.yaml"
 
-_ENVIRONMENT_ADAPTER: TypeAdapter[WorkloadEnvironment | OrganizationEnvironment] = TypeAdapter(
-    Environment
-)
+AnyEnvironment = WorkloadEnvironment | OrganizationEnvironment
+_ENVIRONMENT_ADAPTER: TypeAdapter[AnyEnvironment] = TypeAdapter(Environment)
 
 
-class EnvironmentFileError(Exception):
-    """A bad environment file: the message names the file, the field and the rule."""
+class EnvironmentFilesError(EnvironmentFileError):
+    """Every problem found; reads as the first one, with how many more there are."""
 
-    def __init__(self, path: Path, field: str, rule: str) -> None:
-        self.path = path
-        self.field = field
-        self.rule = rule
-        location = f"{path}: {field}" if field else str(path)
-        super().__init__(f"{location}: {rule}")
-
-
-def display_path(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(Path.cwd())
-    except ValueError:
-        return path
+    def __init__(self, problems: Sequence[EnvironmentFileError]) -> None:
+        first = problems[0]
+        more = len(problems) - 1
+        rule = first.rule
+        if more:
+            rule += f" (and {more} more problem{'s' if more > 1 else ''} after this one)"
+        super().__init__(first.path, first.field, rule)
+        self.problems = tuple(problems)
 
 
-def _field_path(location: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for part in location:
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        elif part not in ("workload", "organization"):  # discriminator tags, not YAML keys
-            parts.append(f".{part}" if parts else str(part))
-    return "".join(parts)
+@dataclass(frozen=True)
+class Checked:
+    """What a load found: the environments that passed every rule of their own file, and every
+    problem (of any file, and across them)."""
+
+    environments: tuple[AnyEnvironment, ...]
+    problems: tuple[EnvironmentFileError, ...]
 
 
-def _first_error(path: Path, error: ValidationError) -> EnvironmentFileError:
-    # Reported one at a time, like a compiler: fixing the first often fixes the rest, and one
-    # message that names one field is what a reviewer can act on.
+def _field(location: tuple[int | str, ...]) -> str:
+    # "workload" and "organization" are the discriminator's tags in pydantic's locations, not
+    # YAML keys.
+    return field_path(tuple(p for p in location if p not in ("workload", "organization")))
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "null"
+
+
+# Strict types: what each refused type should have been, said the way YAML is written.
+_EXPECTED = {
+    "string_type": "text (quote it in YAML)",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "dict_type": "a mapping of fields",
+    "model_type": "a mapping of fields",
+    "model_attributes_type": "a mapping of fields",
+}
+
+
+def _rule(detail: ErrorDetails) -> str:
+    kind = detail["type"]
+    if kind in _EXPECTED:
+        return f"must be {_EXPECTED[kind]}, not {_json_kind(detail.get('input'))}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "finite_number":
+        return "must be a finite number (not .inf or .nan)"
+    return str(detail["msg"]).removeprefix("Value error, ")
+
+
+def _validation_problems(path: Path, error: ValidationError) -> list[EnvironmentFileError]:
     every = error.errors(include_url=False)
     # A container whose item failed also reports itself (e.g. "at least 1 item" once its only
     # item was rejected): an echo of the item's problem, not a second one.
@@ -62,64 +125,70 @@ def _first_error(path: Path, error: ValidationError) -> EnvironmentFileError:
         )
     ]
     # A misspelt field shows up twice: as unknown, and its real name as missing. The unknown
-    # one is the cause, so it is reported, with the missing name as the likely intent.
-    details = next((p for p in problems if p["type"] == "extra_forbidden"), problems[0])
-    field = _field_path(details["loc"])
-    rule = details["msg"].removeprefix("Value error, ")
-    explained = [details]
-    if details["type"] == "extra_forbidden":
-        missing = {
-            str(p["loc"][-1]): p
-            for p in problems
-            if p["type"] == "missing" and p["loc"][:-1] == details["loc"][:-1]
-        }
-        close = difflib.get_close_matches(str(details["loc"][-1]), list(missing), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "see environments/README.md"
-        rule = f"unknown field ({hint})"
-        explained += [missing[name] for name in close]
-    elif details["type"] == "missing":
-        rule = "required field is missing"
-    elif details["type"] == "union_tag_invalid":
-        field = "kind"
-        rule = "must be 'workload' or 'organization'"
-    elif details["type"] == "union_tag_not_found":
-        field = "kind"
-        rule = "required field is missing ('workload' or 'organization')"
-    extra = len(problems) - len(explained)
-    if extra:
-        rule += f" (and {extra} more problem{'s' if extra > 1 else ''} after this one)"
-    return EnvironmentFileError(path, field, rule)
+    # one is the cause, reported with the missing name as the likely intent; the missing one
+    # is its echo.
+    echoes: set[int] = set()
+    found: list[EnvironmentFileError] = []
+    for problem in sorted(problems, key=lambda p: p["type"] != "extra_forbidden"):
+        if id(problem) in echoes:
+            continue
+        field = _field(problem["loc"])
+        rule = _rule(problem)
+        if problem["type"] == "extra_forbidden":
+            missing = {
+                str(p["loc"][-1]): p
+                for p in problems
+                if p["type"] == "missing" and p["loc"][:-1] == problem["loc"][:-1]
+            }
+            close = difflib.get_close_matches(str(problem["loc"][-1]), list(missing), n=1)
+            rule = (
+                f"unknown field (did you mean '{close[0]}'?)"
+                if close
+                else "unknown field (see environments/README.md)"
+            )
+            echoes.update(id(missing[name]) for name in close)
+        elif problem["type"] == "union_tag_invalid":
+            field, rule = "kind", "must be 'workload' or 'organization'"
+        elif problem["type"] == "union_tag_not_found":
+            field, rule = "kind", "required field is missing ('workload' or 'organization')"
+        found.append(EnvironmentFileError(path, field, rule))
+    # Reported in the order of the file's fields as pydantic walked them, unknown fields first
+    # (the likeliest cause of everything after them).
+    return found
 
 
-def load_environment(path: Path) -> WorkloadEnvironment | OrganizationEnvironment:
-    """Parse and validate one environment file; the folder name must equal `name`."""
+def _check_file(path: Path, root: Path) -> tuple[AnyEnvironment | None, list[EnvironmentFileError]]:
     shown = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise EnvironmentFileError(shown, "", f"cannot be read ({error.strerror})") from None
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        problem = getattr(error, "problem", None) or str(error)
-        raise EnvironmentFileError(shown, "", f"malformed YAML at {where}: {problem}") from None
+        data: Any = read_yaml_file(path, root=root)
+    except EnvironmentFileError as error:
+        return None, [error]
     if not isinstance(data, dict):
-        raise EnvironmentFileError(shown, "", "must be a YAML mapping of fields")
+        return None, [EnvironmentFileError(shown, "", "must be a YAML mapping of fields")]
     try:
-        environment = _ENVIRONMENT_ADAPTER.validate_python(data)
+        # As JSON, strictly: YAML's scalars are JSON's, and no value is converted to fit
+        # (pydantic's lax mode would read true as 1 and "3" as 3).
+        environment = _ENVIRONMENT_ADAPTER.validate_json(json.dumps(data), strict=True)
     except ValidationError as error:
-        raise _first_error(shown, error) from None
+        return None, _validation_problems(shown, error)
     if environment.name != path.parent.name:
-        raise EnvironmentFileError(
-            shown, "name", f"'{environment.name}' must equal its folder name '{path.parent.name}'"
-        )
-    if isinstance(environment, WorkloadEnvironment):
-        try:
+        rule = f"'{environment.name}' must equal its folder name '{path.parent.name}'"
+        return None, [EnvironmentFileError(shown, "name", rule)]
+    try:
+        if isinstance(environment, WorkloadEnvironment):
             layer_configs(environment)
-        except LayerConfigError as error:
-            raise EnvironmentFileError(shown, error.field, error.rule) from None
+        else:
+            organization_configs(environment)
+    except LayerConfigError as error:
+        return None, [EnvironmentFileError(shown, error.field, error.rule)]
+    return environment, []
+
+
+def load_environment(path: Path) -> AnyEnvironment:
+    """Parse and validate one environment file (its own rules, not those across files)."""
+    environment, problems = _check_file(path, path.parent.parent)
+    if environment is None:
+        raise EnvironmentFilesError(problems)
     return environment
 
 
@@ -127,17 +196,43 @@ def available_environments(root: Path = ENVIRONMENTS_DIR) -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{ENVIRONMENT_FILE}"))
 
 
-def load_environments(
+def check_environments(
     names: list[str] | None = None, root: Path = ENVIRONMENTS_DIR
-) -> list[WorkloadEnvironment | OrganizationEnvironment]:
-    """Load the named environments (all when none are named), all validated before any use."""
+) -> Checked:
+    """Check the named environments (all when none are named) and collect every problem.
+    The rules across environments, and the near-miss file names, apply when all are loaded."""
+    if not root.is_dir():
+        return Checked((), (EnvironmentFileError(display_path(root), "", "is not a folder"),))
     known = available_environments(root)
-    wanted = names or known
-    unknown = [name for name in wanted if name not in known]
+    unknown = [name for name in names or () if name not in known]
     if unknown:
-        raise EnvironmentFileError(
+        problem = EnvironmentFileError(
             display_path(root / unknown[0] / ENVIRONMENT_FILE),
             "",
             f"no such environment (known: {', '.join(known)})",
         )
-    return [load_environment(root / name / ENVIRONMENT_FILE) for name in wanted]
+        return Checked((), (problem,))
+    problems: list[EnvironmentFileError] = [] if names else near_misses(root, ENVIRONMENT_FILE)
+    placed: list[Placed] = []
+    for name in names or known:
+        path = root / name / ENVIRONMENT_FILE
+        environment, found = _check_file(path, root)
+        problems += found
+        if environment is not None:
+            placed.append(Placed(display_path(path), environment))
+    # Across files only once each file is valid alone: a rule across environments judged on a
+    # partial estate would report what the missing file may well fix.
+    if not names and not problems:
+        problems += cross_environment_problems(placed, display_path(root))
+    return Checked(tuple(p.environment for p in placed), tuple(problems))
+
+
+def load_environments(
+    names: list[str] | None = None, root: Path = ENVIRONMENTS_DIR
+) -> list[AnyEnvironment]:
+    """Load the named environments (all when none are named), all validated before any use;
+    EnvironmentFilesError (the first problem, and how many more) when anything is wrong."""
+    checked = check_environments(names, root)
+    if checked.problems:
+        raise EnvironmentFilesError(checked.problems)
+    return list(checked.environments)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -31,6 +32,13 @@ from modules.fhir import SmartOnFhir
 from modules.governance import GovernanceConfig
 from modules.regions import EU_RESIDENCY_REGIONS
 from modules.retention import CLOUDWATCH_RETENTION_DAYS, HIPAA_MIN_AUDIT_RETENTION_DAYS
+from requirements.aws_values import (
+    SageMakerJob,
+    ec2_instance_type_problem,
+    public_peer_problem,
+    sagemaker_instance_type_problem,
+    tag_value_problem,
+)
 
 _REGION = re.compile(
     r"^(us|eu|ap|ca|sa|me|af|il|mx)-(north|south|east|west|central|northeast|"
@@ -64,6 +72,14 @@ def _role_arn(value: str) -> str:
     return value
 
 
+def role_account(role_arn: str) -> str:
+    """The account of a role ARN the schema accepted."""
+    match = _ROLE_ARN.match(role_arn)
+    if match is None:
+        raise ValueError(f"'{role_arn}' is not an IAM role ARN")
+    return match.group(1)
+
+
 def _private_network(value: str) -> str:
     try:
         network = ipaddress.IPv4Network(value, strict=True)
@@ -81,27 +97,41 @@ _RFC1918 = tuple(
     ipaddress.IPv4Network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 )
 
-# Ranges an IPsec peer on the internet can never have. The documentation ranges (RFC 5737) stay
-# allowed so that example files need not name somebody's real address.
-_NOT_INTERNET_ROUTABLE = tuple(
-    ipaddress.IPv4Network(cidr)
-    for cidr in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "224.0.0.0/4",
-        "240.0.0.0/4",
-    )
-)
+def _problem_free(check: Callable[[str], str | None]) -> Callable[[str], str]:
+    """A validator from a `requirements.aws_values` rule: its problem, if any, is the error."""
+
+    def validate(value: str) -> str:
+        problem = check(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return validate
+
+
+def _sagemaker_type(job: SageMakerJob) -> Callable[[str], str | None]:
+    return lambda value: sagemaker_instance_type_problem(value, job=job)
+
 
 Region = Annotated[str, AfterValidator(_region)]
 AccountId = Annotated[str, BeforeValidator(_account_id)]
 RoleArn = Annotated[str, AfterValidator(_role_arn)]
 PrivateCidr = Annotated[str, AfterValidator(_private_network)]
+# What AWS itself refuses, read from botocore's service models and AWS's published rules.
+TagValue = Annotated[str, AfterValidator(_problem_free(tag_value_problem))]
+Ec2InstanceType = Annotated[str, AfterValidator(_problem_free(ec2_instance_type_problem))]
+ProcessingInstanceType = Annotated[
+    str, AfterValidator(_problem_free(_sagemaker_type(SageMakerJob.PROCESSING)))
+]
+TrainingInstanceType = Annotated[
+    str, AfterValidator(_problem_free(_sagemaker_type(SageMakerJob.TRAINING)))
+]
+EndpointInstanceType = Annotated[
+    str, AfterValidator(_problem_free(_sagemaker_type(SageMakerJob.ENDPOINT)))
+]
+MonitoringInstanceType = Annotated[
+    str, AfterValidator(_problem_free(_sagemaker_type(SageMakerJob.MONITORING)))
+]
 
 
 class Jurisdiction(StrEnum):
@@ -123,7 +153,8 @@ class ComplianceScope(StrEnum):
 class _Model(BaseModel):
     # Unknown fields are typos until proven otherwise: a misspelt key must not silently fall
     # back to a default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Infinity and NaN are floats to YAML and JSON, never a threshold anyone means.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class KeyAccess(_Model):
@@ -133,8 +164,16 @@ class KeyAccess(_Model):
     key's life cycle but not decrypt with it; a user can decrypt but not change the key.
     """
 
-    administrators: tuple[RoleArn, ...] = Field(min_length=1)
-    users: tuple[RoleArn, ...] = Field(min_length=1)
+    administrators: tuple[RoleArn, ...] = Field(
+        min_length=1,
+        description="IAM role ARNs that manage the keys but cannot decrypt with them; the "
+        "deployment_role_arn is added to them",
+    )
+    users: tuple[RoleArn, ...] = Field(
+        min_length=1,
+        description="IAM role ARNs that encrypt and decrypt; never also an administrator, and "
+        "never the deployment_role_arn",
+    )
 
     @model_validator(mode="after")
     def _administrators_are_not_users(self) -> KeyAccess:
@@ -147,11 +186,18 @@ class KeyAccess(_Model):
 
 
 class NetworkSettings(_Model):
-    vpc_cidr: PrivateCidr
+    """The private-only VPC that holds PHI: no internet or NAT gateway, AWS services reached
+    through gateway and PrivateLink endpoints."""
+
+    vpc_cidr: PrivateCidr = Field(
+        description="a private (RFC 1918) IPv4 CIDR, /16 to /24, host bits zero; no "
+        "ingest.vpn.onprem_cidrs overlaps it"
+    )
     az_count: int = Field(ge=2, le=4, description="availability zones; two or more for HA")
     extra_interface_endpoints: tuple[str, ...] = Field(
         default=(),
-        description="PrivateLink services beyond the required set, e.g. 'healthlake'",
+        description="PrivateLink services beyond the required set, e.g. 'healthlake': VPC "
+        "endpoint service short names (lower-case letters, digits, '.' and '-')",
     )
 
     @field_validator("vpc_cidr")
@@ -175,20 +221,34 @@ class NetworkSettings(_Model):
 class VpnPeer(_Model):
     """The clinical site's side of the IPsec tunnel."""
 
-    peer_ip: str = Field(description="public IPv4 address of the on-premises VPN device")
-    bgp_asn: int = Field(ge=1, le=2147483647)
-    amazon_side_asn: int = Field(default=64512, ge=64512, le=65534)
-    onprem_cidrs: tuple[PrivateCidr, ...] = Field(min_length=1)
+    peer_ip: str = Field(
+        description="public IPv4 address of the on-premises VPN device (the RFC 5737 "
+        "documentation ranges are allowed; private, shared, loopback, link-local, multicast "
+        "and reserved ranges are not)"
+    )
+    bgp_asn: int = Field(
+        ge=1, le=2147483647, description="the site's BGP ASN; different from amazon_side_asn"
+    )
+    amazon_side_asn: int = Field(
+        default=64512,
+        ge=64512,
+        le=65534,
+        description="the virtual private gateway's BGP ASN (a private ASN); differs from bgp_asn",
+    )
+    onprem_cidrs: tuple[PrivateCidr, ...] = Field(
+        min_length=1,
+        description="the site's private (RFC 1918) IPv4 CIDRs, host bits zero; none overlaps "
+        "network.vpc_cidr or another",
+    )
 
     @field_validator("peer_ip")
     @classmethod
     def _public_ipv4(cls, value: str) -> str:
-        try:
-            address = ipaddress.IPv4Address(value)
-        except ValueError:
-            raise ValueError(f"'{value}' is not an IPv4 address") from None
-        if any(address in network for network in _NOT_INTERNET_ROUTABLE):
-            raise ValueError(f"'{value}' is not a public address (the VPN peer must be)")
+        # The documentation ranges (RFC 5737) stay allowed so that example files need not name
+        # somebody's real address; every other special-purpose range is refused.
+        problem = public_peer_problem(value, allow_documentation=True)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -201,10 +261,15 @@ class VpnPeer(_Model):
 class DirectConnect(_Model):
     """A Direct Connect gateway associated with the VPC's virtual private gateway."""
 
-    amazon_side_asn: int = Field(ge=64512, le=65534)
+    amazon_side_asn: int = Field(
+        ge=64512, le=65534, description="the Direct Connect gateway's BGP ASN (a private ASN)"
+    )
 
 
 class IngestSettings(_Model):
+    """How clinical sites reach the VPC: a site-to-site VPN, Direct Connect, or both (at least
+    one: clinical data needs a path)."""
+
     vpn: VpnPeer | None = None
     direct_connect: DirectConnect | None = None
 
@@ -216,8 +281,18 @@ class IngestSettings(_Model):
 
 
 class LogSettings(_Model):
+    """Retention of the environment's audit logs (HIPAA 45 CFR 164.316(b)(2): six years)."""
+
     audit_retention_days: int = Field(
-        description="CloudWatch retention of audit logs (flow logs, VPN tunnel logs)"
+        description="CloudWatch retention of audit logs (flow logs, VPN tunnel logs, function "
+        f"logs): at least {HIPAA_MIN_AUDIT_RETENTION_DAYS} (HIPAA six years) and a CloudWatch "
+        "Logs retention value ("
+        + ", ".join(
+            str(days)
+            for days in sorted(CLOUDWATCH_RETENTION_DAYS)
+            if days >= HIPAA_MIN_AUDIT_RETENTION_DAYS
+        )
+        + ")"
     )
 
     @field_validator("audit_retention_days")
@@ -239,7 +314,12 @@ class LogSettings(_Model):
 
 
 class StorageSettings(_Model):
-    bucket_prefix: str = Field(description="globally unique prefix for bucket names")
+    """The environment's hardened S3 buckets (SSE-KMS with a CMK, versioning, TLS only)."""
+
+    bucket_prefix: str = Field(
+        description="globally unique prefix for bucket names: 3-32 lowercase letters, digits "
+        "or hyphens, starting and ending with a letter or digit (it starts every bucket name)"
+    )
     noncurrent_version_days: int = Field(
         ge=30, le=3650, description="days a superseded object version is kept"
     )
@@ -258,111 +338,259 @@ class StorageSettings(_Model):
 class FhirSettings(_Model):
     """HealthLake FHIR R4 datastore (only in regions that offer HealthLake)."""
 
-    datastore_name: str
+    datastore_name: str = Field(
+        description="the HealthLake datastore's name: 1-256 letters, digits, spaces and "
+        "_ . : / = + % @ -"
+    )
     region: Region | None = Field(
         default=None,
         description="the datastore's region when the environment's region has no HealthLake "
-        "(default: region); it must be in allowed_regions",
+        "(default: region); it must be in allowed_regions (for jurisdiction: EU, an EU region) "
+        "and offer HealthLake (modules/fhir.py HEALTHLAKE_REGIONS; not eu-central-1). When it "
+        "is not region, the <env>-fhir stack runs there (same account, role, tags) with that "
+        "region's own PHI key, logs key and buckets <bucket_prefix>-fhir-<region> (imports, "
+        "job results, exports) and <bucket_prefix>-access-logs-<region>: HealthLake uses S3 "
+        "buckets and KMS keys of its own region only",
     )
-    smart_on_fhir: SmartOnFhir | None = None
+    smart_on_fhir: SmartOnFhir | None = Field(
+        default=None,
+        description="the SMART-on-FHIR identity provider; its IdP Lambda is in the datastore's "
+        "region",
+    )
 
 
 class ProcessingBasisSettings(_Model):
     """The permit or legal basis every feature record is processed under (its
     `processing_basis` column); which kinds exist depends on the jurisdiction."""
 
-    kind: str
+    kind: str = Field(
+        description="one of the jurisdiction's bases (ml/feature_spec.py): for US "
+        "hipaa-de-identified, hipaa-limited-data-set, hipaa-research-waiver or "
+        "hipaa-authorization; for EU ehds-data-permit, gdpr-art-9-2-j or gdpr-art-9-2-a"
+    )
     reference: str | None = Field(
-        default=None, description="the permit, waiver or agreement identifier"
+        default=None,
+        description="the permit, waiver or agreement identifier: 1-63 letters, digits or "
+        ". _ / - starting with a letter or digit (it is written into every record); required "
+        "for hipaa-limited-data-set, hipaa-research-waiver, ehds-data-permit and gdpr-art-9-2-j",
     )
 
 
 class FeatureBuilderSettings(_Model):
     """The SageMaker Processing job that turns a FHIR export into feature records."""
 
-    image: str = Field(description="the feature-builder image, by digest (repository@sha256:...)")
-    instance_type: str
-    instance_count: int = Field(description="instances the export's partitions are sharded over")
-    partitions: int = Field(description="patient partitions the export is split into first")
-    max_bad_line_share: float = Field(
-        default=0.01, description="above this share of bad input lines nothing is written"
+    image: str = Field(
+        description="the feature-builder image, a private ECR image pinned by digest "
+        "(<account>.dkr.ecr.<region>.amazonaws.com/<repository>@sha256:<64 hex>; a tag can be "
+        "moved to other code after review), in this environment's own account and region "
+        "(ECR replicates it there, see ml.images)"
     )
-    max_runtime_seconds: int = 3600
+    instance_type: ProcessingInstanceType = Field(
+        description="SageMaker Processing instance type (ml.<family>.<size>)"
+    )
+    instance_count: int = Field(
+        description="instances the export's partitions are sharded over: 1 to 100"
+    )
+    partitions: int = Field(
+        description="patient partitions the export is split into first: 1 to 10000, and at "
+        "least instance_count (each instance gets whole partitions)"
+    )
+    max_bad_line_share: float = Field(
+        default=0.01,
+        description="above this share of bad input lines nothing is written: 0 to 0.5",
+    )
+    max_runtime_seconds: int = Field(
+        default=3600,
+        description="each job's time limit: 60 to 432000 (5 days, CreateProcessingJob's most)",
+    )
 
 
 class FeatureSettings(_Model):
-    groups: tuple[FeatureGroupSpec, ...] = Field(min_length=1)
+    """SageMaker Feature Store groups and the job that fills them from HealthLake's FHIR
+    exports."""
+
+    groups: tuple[FeatureGroupSpec, ...] = Field(
+        min_length=1,
+        description="the feature groups, each one the feature builder can fill: its "
+        "record_identifier names an entity the builder knows (patient_id or encounter_id), each "
+        "feature is one the builder derives for that entity, with that type, its event_time is "
+        "when such a record becomes true (event_time for patient_id, discharged_at for "
+        "encounter_id), and it declares the String feature processing_basis",
+    )
     processing_basis: ProcessingBasisSettings
     # Where HealthLake exports (StartFHIRExportJob) land in the raw bucket; the builder reads
     # nothing else.
-    export_prefix: str = "fhir-export/"
+    export_prefix: str = Field(
+        default="fhir-export/",
+        description="where HealthLake's exports land in the raw bucket, the only place the "
+        "builder reads: S3 key segments of letters, digits and ! _ . ' ( ) -, each ending in /",
+    )
     builder: FeatureBuilderSettings
 
 
 class PipelineSettings(_Model):
-    name: str
-    model_package_group: str
-    processing_image: str
-    training_image: str
-    inference_image: str | None = None
-    processing_instance_type: str
-    training_instance_type: str
-    metric_name: str
-    metric_threshold: float
-    max_runtime_seconds: int
+    """The SageMaker Pipeline: preprocess, train, evaluate, condition on the gate, register."""
+
+    name: str = Field(
+        description="the pipeline's name: lower-case letters, digits and single hyphens, at "
+        "most 45 characters (its features pipeline <name>-features and that one's "
+        "-execution role must fit IAM's 64)"
+    )
+    model_package_group: str = Field(
+        description="the registry group it registers into: lower-case letters, digits and "
+        "single hyphens, at most 63 characters; one of ml.registry.model_package_groups"
+    )
+    processing_image: str = Field(
+        description="the Preprocess, Evaluate and Baseline image: an ECR image URI pinned by "
+        "@sha256: digest, in this environment's own account and region"
+    )
+    training_image: str = Field(
+        description="an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repository>"
+        ":<tag> or @sha256:<digest>), e.g. SageMaker's built-in XGBoost"
+    )
+    inference_image: str | None = Field(
+        default=None,
+        description="the image registered for serving (default: training_image), in this "
+        "environment's own account and region; whichever serves is pinned by @sha256: digest",
+    )
+    processing_instance_type: ProcessingInstanceType = Field(
+        description="SageMaker instance type of the processing steps (ml.<family>.<size>)"
+    )
+    training_instance_type: TrainingInstanceType = Field(
+        description="SageMaker instance type of the training step (ml.<family>.<size>)"
+    )
+    metric_name: str = Field(
+        description="the evaluation metric the gate judges: auc, accuracy, f1, precision or "
+        "recall (what the Evaluate step reports)"
+    )
+    metric_threshold: float = Field(
+        description="the gate: a model scoring below it is never registered, so never reaches "
+        "a human reviewer; 0 < threshold <= 1"
+    )
+    max_runtime_seconds: int = Field(description="each job's time limit: 60 to 432000 (5 days)")
     # Strict: a YAML `true` is not 1, and "200" is not a number here.
-    hyperparameters: dict[str, StrictInt | StrictFloat | StrictStr]
+    hyperparameters: dict[str, StrictInt | StrictFloat | StrictStr] = Field(
+        description="the built-in XGBoost algorithm's hyperparameters, validated as its "
+        "container does (its ranges, no unknown key; ml/hyperparameters.py); num_round, "
+        "objective (binary:logistic) and eval_metric (the metric_name: early stopping optimises "
+        'what the gate judges) are required; strict types: a YAML true is not 1, "200" is not '
+        "a number"
+    )
 
 
 class RegistrySettings(_Model):
-    model_package_groups: tuple[str, ...] = Field(min_length=1)
-    production_account_id: AccountId
+    """The Model Registry: a version is approved by a human (PendingManualApproval)."""
+
+    model_package_groups: tuple[str, ...] = Field(
+        min_length=1,
+        description="the model package groups: each 1-63 lower-case letters, digits and single "
+        "hyphens, starting and ending with a letter or digit; none listed twice",
+    )
+    production_account_id: AccountId = Field(
+        description="quoted 12-digit account id: the only account that may read approved model "
+        "packages (this account itself in prod)"
+    )
 
 
 class EnclaveSettings(_Model):
-    instance_type: str
-    min_size: int
-    max_size: int
-    desired_capacity: int
-    target_cpu_percent: int
+    """The Graviton Auto Scaling group whose hosts run the patient-token Nitro Enclave."""
+
+    instance_type: Ec2InstanceType = Field(
+        description="Graviton only: c7g, m7g, r7g or a later generation (c8g, m8g, r8g, ...), "
+        "the base family (no variant such as c7gn, no metal), xlarge or larger"
+    )
+    min_size: int = Field(description="at least 0; min_size <= desired_capacity <= max_size")
+    max_size: int = Field(description="at least 1; min_size <= desired_capacity <= max_size")
+    desired_capacity: int = Field(
+        description="at least 0; min_size <= desired_capacity <= max_size"
+    )
+    target_cpu_percent: int = Field(description="the scaling policy's CPU target: 10 to 90 %")
     # PCR0 of the patient-token enclave image, as `nitro-cli build-enclave` prints it (CI's
     # image build records it); the patient-token key decrypts only for that image.
-    image_sha384: str
-    memory_mib: int
-    cpu_count: int
+    image_sha384: str = Field(
+        description="PCR0 of the patient-token enclave image as nitro-cli build-enclave prints "
+        "it: 96 lower-case hex characters (SHA-384); the patient-token key decrypts for that "
+        "image only"
+    )
+    memory_mib: int = Field(
+        description="MiB given to the enclave: at least 512, leaving the parent at least 2048 "
+        "MiB of the instance type's memory"
+    )
+    cpu_count: int = Field(
+        description="vCPUs given to the enclave: at least 1, leaving the parent at least 2 of "
+        "the instance type's vCPUs"
+    )
 
 
 class InferenceSettings(_Model):
     """What serves an approved version; the version itself (model archive, image) comes from
     the registry, deployed by the deployer, never from this file."""
 
-    model_name: str
-    endpoint_instance_type: str
-    endpoint_instance_count: int
-    data_capture_sampling_percent: int
+    model_name: str = Field(
+        description="the endpoint that serves approved versions (the deployer creates it on "
+        "approval): lower-case letters, digits and single hyphens; name and model_name "
+        "together at most 44 characters (SageMaker names are at most 63). The image served is "
+        "ml.pipeline.inference_image, pinned by @sha256: digest"
+    )
+    endpoint_instance_type: EndpointInstanceType = Field(
+        description="SageMaker endpoint instance type (ml.<family>.<size>)"
+    )
+    endpoint_instance_count: int = Field(description="endpoint instances: at least 1")
+    data_capture_sampling_percent: int = Field(
+        description="share of requests captured for Model Monitor: 1 to 100"
+    )
     # Approved versions kept deployable for rollback (the deployer deletes older ones).
-    retained_versions: int = 3
+    retained_versions: int = Field(
+        default=3,
+        description="earlier approved versions kept deployable for rollback (the deployer "
+        "deletes older ones): 2 to 10",
+    )
     enclave: EnclaveSettings
 
 
 class MonitoringSettings(_Model):
-    monitor_image: str
-    instance_type: str
-    schedule_expression: str
-    max_runtime_seconds: int
+    """The Model Monitor data-quality schedule on the endpoint's captured requests."""
+
+    monitor_image: str = Field(
+        description="the Model Monitor analyzer image AWS publishes for the region: an ECR "
+        "image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> or "
+        "@sha256:<digest>)"
+    )
+    instance_type: MonitoringInstanceType = Field(
+        description="SageMaker instance type of the monitoring job (ml.<family>.<size>)"
+    )
+    schedule_expression: str = Field(
+        description="cron(0 * ? * * *) hourly, cron(0 H ? * * *) daily at hour H (0-23) or "
+        "cron(0 H/N ? * * *) every N hours (1-24)"
+    )
+    max_runtime_seconds: int = Field(
+        description="each run's time limit: 60 to 86400, and within the schedule's interval "
+        "(a run ends before the next starts)"
+    )
 
 
 class ReplicationDestinationSettings(_Model):
-    account_id: AccountId
-    region: Region
+    """A registry (account and region) ECR copies every push to."""
+
+    account_id: AccountId = Field(description="quoted 12-digit account id")
+    region: Region = Field(description="an AWS region name")
 
 
 class ImagesSettings(_Model):
     """Where CI's one build of each image goes. The account that builds lists the accounts
     ECR replicates to; each of those names the one account it receives from."""
 
-    replicate_to: tuple[ReplicationDestinationSettings, ...] = ()
-    replicated_from: AccountId | None = None
+    replicate_to: tuple[ReplicationDestinationSettings, ...] = Field(
+        default=(),
+        description="in the account that builds: the registries ECR replicates to; never this "
+        "registry itself, none twice, and not together with replicated_from (ECR does not "
+        "replicate a replicated image onwards)",
+    )
+    replicated_from: AccountId | None = Field(
+        default=None,
+        description="in a receiving account: the one account (quoted 12-digit id) whose "
+        "registry replicates into this one; not this account",
+    )
 
 
 class MlSettings(_Model):
@@ -388,18 +616,64 @@ class MlSettings(_Model):
 
 
 class SecuritySettings(_Model):
+    """GuardDuty and Security Hub, and what happens to a compromised instance."""
+
     finding_severity_threshold: float = Field(
-        default=7.0, description="GuardDuty severity from which instances are quarantined"
+        default=7.0,
+        description="GuardDuty severity from which instances are quarantined: 1.0 to 8.9 "
+        "(at least the HIGH band, 7.0-8.9, is always routed)",
+    )
+
+
+class TransferMechanism(StrEnum):
+    """GDPR Chapter V's grounds for a transfer out of the EU."""
+
+    ADEQUACY_DECISION = "adequacy-decision"  # Art. 45 (e.g. the EU-US Data Privacy Framework)
+    STANDARD_CONTRACTUAL_CLAUSES = "standard-contractual-clauses"  # Art. 46(2)(c)
+    BINDING_CORPORATE_RULES = "binding-corporate-rules"  # Art. 47
+
+
+class DataTransfer(_Model):
+    """A documented transfer of an EU environment's data or models to a non-EU account."""
+
+    account_id: AccountId = Field(
+        description="the non-EU environment's account that may read the EU environment's "
+        "approved models"
+    )
+    mechanism: TransferMechanism = Field(
+        description="the GDPR Chapter V ground: adequacy-decision (Art. 45), "
+        "standard-contractual-clauses (Art. 46(2)(c)) or binding-corporate-rules (Art. 47)"
+    )
+    reference: str = Field(
+        min_length=1,
+        description="where the transfer is documented (agreement id, DPIA or register entry)",
     )
 
 
 class _EnvironmentBase(_Model):
-    name: str
-    owner: str = Field(min_length=1, description="team accountable for the environment")
-    account_id: AccountId
-    region: Region
-    allowed_regions: tuple[Region, ...] = Field(min_length=1)
-    deployment_role_arn: RoleArn = Field(description="role Terraform assumes in the account")
+    name: str = Field(
+        description="equals the folder name; 3-22 lowercase letters, digits or hyphens, "
+        "starting with a letter and ending with a letter or digit"
+    )
+    owner: TagValue = Field(
+        min_length=1,
+        description="team accountable for the environment; becomes the owner tag",
+    )
+    account_id: AccountId = Field(
+        description="quoted 12-digit string (an unquoted number loses leading zeros)"
+    )
+    region: Region = Field(
+        description="an AWS region name (e.g. us-east-1); must be in allowed_regions"
+    )
+    allowed_regions: tuple[Region, ...] = Field(
+        min_length=1,
+        description="the residency allow-list of AWS region names; for a workload with "
+        "jurisdiction: EU, EU regions only (eu-west-2 London is not EU)",
+    )
+    deployment_role_arn: RoleArn = Field(
+        description="IAM role ARN Terraform assumes in the account: in account_id; it "
+        "administers every key, so it is never a key user"
+    )
 
     @field_validator("name")
     @classmethod
@@ -427,18 +701,41 @@ class _EnvironmentBase(_Model):
 class WorkloadEnvironment(_EnvironmentBase):
     """An account that holds (or may hold) patient data and runs ML on it."""
 
-    kind: Literal["workload"]
-    jurisdiction: Jurisdiction
-    compliance_scope: tuple[ComplianceScope, ...] = Field(min_length=1)
-    data_classification: DataClassification
-    production: bool = Field(description="production data stores get prevent_destroy")
-    keys: KeyAccess
+    kind: Literal["workload"] = Field(description="selects this table's fields")
+    jurisdiction: Jurisdiction = Field(
+        description="US (needs HIPAA in compliance_scope) or EU (needs GDPR; EU regions "
+        "only); decides which processing bases exist"
+    )
+    compliance_scope: tuple[ComplianceScope, ...] = Field(
+        min_length=1,
+        description="becomes the compliance-scope tag; includes HIPAA in a US environment, "
+        "GDPR in an EU one",
+    )
+    data_classification: DataClassification = Field(
+        description="becomes the data-classification tag"
+    )
+    production: bool = Field(
+        description="true puts prevent_destroy on every data store and key, and the image "
+        "served must be pinned by @sha256: digest; becomes the production tag"
+    )
+    keys: KeyAccess = Field(
+        description="the environment's customer-managed keys (PHI data, logs, ML artifacts, "
+        "feature store, alerts): nobody both administers and uses one"
+    )
     network: NetworkSettings
     ingest: IngestSettings
     logs: LogSettings
     storage: StorageSettings
-    ml: MlSettings
+    ml: MlSettings = Field(
+        description="ml.pipeline.model_package_group must be one of "
+        "ml.registry.model_package_groups"
+    )
     security: SecuritySettings = SecuritySettings()
+    data_transfers: tuple[DataTransfer, ...] = Field(
+        default=(),
+        description="EU environments only: each non-EU account allowed to read this "
+        "environment's approved models, with its GDPR Chapter V mechanism",
+    )
 
     @model_validator(mode="after")
     def _jurisdiction_rules(self) -> WorkloadEnvironment:
@@ -455,6 +752,11 @@ class WorkloadEnvironment(_EnvironmentBase):
             self.compliance_scope
         ):
             raise ValueError("a US environment must include HIPAA in compliance_scope")
+        if self.data_transfers and self.jurisdiction is not Jurisdiction.EU:
+            raise ValueError(
+                "data_transfers: only an EU environment transfers data out of the EU (GDPR "
+                "Chapter V); remove it"
+            )
         self._cidrs_do_not_overlap()
         if self.deployment_role_arn in self.keys.users:
             raise ValueError(
@@ -481,28 +783,56 @@ class WorkloadEnvironment(_EnvironmentBase):
 class StateBackendSettings(_Model):
     """Where every stack keeps its Terraform state (created by the `bootstrap` stack)."""
 
-    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]+[a-z0-9]$")
-    keys: KeyAccess
-    noncurrent_version_days: int = Field(ge=30, le=3650)
+    bucket: str = Field(
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9-]+[a-z0-9]$",
+        description="the Terraform state bucket; its access-log bucket <bucket>-access-logs "
+        "must be a valid bucket name too, so at most 51 characters",
+    )
+    keys: KeyAccess = Field(
+        description="the state key's administrators and users (the CI roles that run "
+        "Terraform); the deployment_role_arn administers it, so it is never a user"
+    )
+    noncurrent_version_days: int = Field(
+        ge=30, le=3650, description="days a superseded state version is kept"
+    )
 
 
 class AuditSettings(_Model):
-    log_archive_bucket: str
-    retention_days: int = Field(description="trail events in CloudWatch Logs (>= 2192)")
-    object_lock_days: int = Field(description="WORM retention of every log file (>= 2192)")
+    """The organization trail and AWS Config, delivered to the Object-Locked log archive."""
+
+    log_archive_bucket: str = Field(
+        description="the archive bucket's name: 3-48 lowercase letters, digits or hyphens, "
+        "starting and ending with a letter or digit (its access-log and Config history "
+        "buckets add a suffix)"
+    )
+    retention_days: int = Field(
+        description="trail events in CloudWatch Logs and AWS Config's history: a CloudWatch "
+        "Logs retention value of at least 2192 days (six years)"
+    )
+    object_lock_days: int = Field(
+        description="WORM retention of every log file: 2192 (six years) to 36500"
+    )
 
 
 class OrganizationEnvironment(_EnvironmentBase):
-    """The management account: Terraform state now, Organizations and SCPs later."""
+    """The management account: every stack's Terraform state, the organization (OUs, member
+    accounts, SCPs, Control Tower) and its audit trail."""
 
-    kind: Literal["organization"]
+    kind: Literal["organization"] = Field(description="selects this table's fields")
     organization_id: str = Field(
         pattern=r"^o-[a-z0-9]{10,32}$", description="the existing organization (o-...)"
     )
-    keys: KeyAccess = Field(description="administrators and users of the audit keys")
+    keys: KeyAccess = Field(
+        description="administrators and users (auditors) of the audit keys: trail, logs, alerts"
+    )
     audit: AuditSettings
     state_backend: StateBackendSettings
-    governance: GovernanceConfig
+    governance: GovernanceConfig = Field(
+        description="governance.home_region equals region (Control Tower's home region is the "
+        "management region), and governance.governed_regions are within allowed_regions"
+    )
 
     @model_validator(mode="after")
     def _governance_in_this_region(self) -> OrganizationEnvironment:

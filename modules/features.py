@@ -45,8 +45,19 @@ def glue_name(name: str) -> str:
 
 
 class FeatureDefinitionSpec(LayerConfig):
-    name: str = Field(pattern=FEATURE_NAME_PATTERN, max_length=64)
-    type: FeatureType
+    """One feature of a group: a column of the online and offline stores."""
+
+    name: str = Field(
+        pattern=FEATURE_NAME_PATTERN,
+        max_length=64,
+        description="no hyphens (the offline store's Athena/Glue column would be unusable; use "
+        "underscores), not a column Feature Store adds itself (write_time, api_invocation_time, "
+        "is_deleted); unique in its group ignoring case (Glue folds column names)",
+    )
+    type: FeatureType = Field(
+        description="the Feature Store type: Integral (Glue bigint), Fractional (double) or "
+        "String (string)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -67,10 +78,25 @@ class FeatureDefinitionSpec(LayerConfig):
 
 
 class FeatureGroupSpec(LayerConfig):
-    name: str = Field(pattern=FEATURE_GROUP_NAME_PATTERN, max_length=64)
-    record_identifier: str
-    event_time: str
-    features: tuple[FeatureDefinitionSpec, ...] = Field(min_length=1)
+    """A SageMaker Feature Store group: its records, the feature that identifies each and the
+    feature that says when each became true."""
+
+    name: str = Field(
+        pattern=FEATURE_GROUP_NAME_PATTERN,
+        max_length=64,
+        description="the group's name; unique ignoring case and '-' versus '_' (its Glue table "
+        "is the name in lower case with underscores)",
+    )
+    record_identifier: str = Field(
+        description="the feature that identifies a record: one of the group's features"
+    )
+    event_time: str = Field(
+        description="the feature that says when a record became true: one of the group's "
+        "features, String (ISO-8601) or Fractional (epoch seconds)"
+    )
+    features: tuple[FeatureDefinitionSpec, ...] = Field(
+        min_length=1, description="the group's features (columns)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureGroupSpec:

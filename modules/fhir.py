@@ -97,16 +97,39 @@ class SmartOnFhir(LayerConfig):
     (HealthLake IdentityProviderConfiguration)."""
 
     # AWS_AUTH (SigV4 only) is what a datastore without this block uses.
-    authorization_strategy: Literal["SMART_ON_FHIR_V1", "SMART_ON_FHIR"]
+    authorization_strategy: Literal["SMART_ON_FHIR_V1", "SMART_ON_FHIR"] = Field(
+        description="which SMART tokens the datastore accepts (without this section it accepts "
+        "SigV4-signed requests only, AWS_AUTH)"
+    )
     # HealthLake calls this function to decode and validate every bearer token.
-    idp_lambda_arn: str = Field(min_length=49, max_length=256)
-    fine_grained_authorization: bool = True
-    issuer: str = Field(pattern=HTTPS_URL_PATTERN)
-    authorization_endpoint: str = Field(pattern=HTTPS_URL_PATTERN)
-    token_endpoint: str = Field(pattern=HTTPS_URL_PATTERN)
-    capabilities: tuple[str, ...] = Field(min_length=1)
+    idp_lambda_arn: str = Field(
+        min_length=49,
+        max_length=256,
+        description="the Lambda function HealthLake calls to decode and validate every bearer "
+        "token: arn:aws:lambda:<region>:<account>:function:<name>[:<version or alias>], in the "
+        "datastore's region (tokens carry patient context)",
+    )
+    fine_grained_authorization: bool = Field(
+        default=True, description="HealthLake enforces each token's SMART scopes per resource"
+    )
+    issuer: str = Field(
+        pattern=HTTPS_URL_PATTERN, description="https URL of the token issuer (discovery document)"
+    )
+    authorization_endpoint: str = Field(
+        pattern=HTTPS_URL_PATTERN, description="https URL of the OAuth authorization endpoint"
+    )
+    token_endpoint: str = Field(
+        pattern=HTTPS_URL_PATTERN, description="https URL of the OAuth token endpoint"
+    )
+    capabilities: tuple[str, ...] = Field(
+        min_length=1,
+        description="SMART App Launch capabilities advertised, each one of "
+        f"{', '.join(sorted(SMART_CAPABILITIES))}",
+    )
     grant_types: tuple[Literal["authorization_code", "client_credentials"], ...] = Field(
-        default=("authorization_code",), min_length=1
+        default=("authorization_code",),
+        min_length=1,
+        description="OAuth grant types the discovery document advertises (PKCE with S256 only)",
     )
 
     @field_validator("idp_lambda_arn")

@@ -142,10 +142,28 @@ def _check_region(value: str) -> str:
 class MemberAccount(LayerConfig):
     """A member account the organization creates (or adopts by import)."""
 
-    name: str = Field(min_length=1, max_length=50, pattern=r"^[ -~]+$")
-    email: str = Field(min_length=6, max_length=64)
-    ou: AccountOu
-    role: AccountRole
+    name: str = Field(
+        min_length=1,
+        max_length=50,
+        pattern=r"^[ -~]+$",
+        description="the account's name: printable ASCII with at least one letter or digit; "
+        "unique among the accounts, compared as Organizations does (case, spaces and "
+        "punctuation ignored: 'Log Archive' and 'log-archive' collide)",
+    )
+    email: str = Field(
+        min_length=6,
+        max_length=64,
+        description="the account's root email address; unique among the accounts ignoring case",
+    )
+    ou: AccountOu = Field(
+        description="the OU the account sits in, as its role requires: log-archive and "
+        "security-tooling in Security, shared-network in Infrastructure, workload in NonProd, "
+        "Prod or Research-EU"
+    )
+    role: AccountRole = Field(
+        description="what the account is for: exactly one log-archive and one security-tooling "
+        "account (Control Tower's log archive and audit accounts)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -181,15 +199,28 @@ class ControlTowerSettings(LayerConfig):
     fixed in code; the log archive and audit accounts are the accounts with those roles."""
 
     # The manifest built here follows the 3.x schema (4.0 drops organizationStructure).
-    version: str = Field(pattern=r"^3\.[0-9]+$")
+    version: str = Field(
+        pattern=r"^3\.[0-9]+$",
+        description="the landing zone version, 3.x, quoted (a YAML 3.3 is a number); the "
+        "manifest follows the 3.x schema",
+    )
     logging_retention_days: int = Field(
-        ge=HIPAA_MIN_LOG_RETENTION_DAYS, le=CONTROL_TOWER_MAX_RETENTION_DAYS
+        ge=HIPAA_MIN_LOG_RETENTION_DAYS,
+        le=CONTROL_TOWER_MAX_RETENTION_DAYS,
+        description="days the log archive bucket keeps logs: HIPAA's six years at least, "
+        "Control Tower's fifteen at most",
     )
     access_logging_retention_days: int = Field(
-        ge=HIPAA_MIN_LOG_RETENTION_DAYS, le=CONTROL_TOWER_MAX_RETENTION_DAYS
+        ge=HIPAA_MIN_LOG_RETENTION_DAYS,
+        le=CONTROL_TOWER_MAX_RETENTION_DAYS,
+        description="days the log archive's access-log bucket keeps its logs",
     )
     # CMK for the log archive buckets; without it Control Tower uses SSE-S3.
-    kms_key_arn: str | None = None
+    kms_key_arn: str | None = Field(
+        default=None,
+        description="the CMK of the log archive buckets (without it Control Tower uses "
+        "SSE-S3): arn:aws:kms:<region>:<account>:key/<id>, in home_region",
+    )
 
     @field_validator("kms_key_arn")
     @classmethod
@@ -204,8 +235,13 @@ class ControlTowerSettings(LayerConfig):
 class ControlAssignment(LayerConfig):
     """A Control Tower control enabled on one OU."""
 
-    control: str
-    ou: OuName
+    control: str = Field(
+        description="arn:aws:controltower:<home_region>::control/<NAME> or "
+        "arn:aws:controlcatalog:::control/<id>; not one Control Tower enables only in its "
+        f"console ({', '.join(sorted(_CONSOLE_ONLY_CONTROLS))}: the ou_allowed_regions SCPs "
+        "provide region residency instead)"
+    )
+    ou: OuName = Field(description="the OU the control is enabled on")
 
     @field_validator("control")
     @classmethod
@@ -234,13 +270,37 @@ class ControlAssignment(LayerConfig):
 
 
 class GovernanceConfig(LayerConfig):
-    home_region: str
-    governed_regions: tuple[str, ...] = Field(min_length=1)
-    accounts: tuple[MemberAccount, ...]
-    ou_allowed_regions: dict[OuName, tuple[str, ...]]
-    break_glass_role_name: str = Field(pattern=_ROLE_NAME.pattern)
+    """The organization: member accounts, a region allow-list per OU, the Control Tower landing
+    zone and its controls. The OUs and the SCPs are fixed in code; at most 5 SCPs fit one
+    target, of which FullAWSAccess takes one at the root and Control Tower one more per OU."""
+
+    home_region: str = Field(
+        description="Control Tower's home region: an AWS region name, one of governed_regions"
+    )
+    governed_regions: tuple[str, ...] = Field(
+        min_length=1,
+        description="the regions Control Tower governs: AWS region names, none listed twice",
+    )
+    accounts: tuple[MemberAccount, ...] = Field(
+        description="the member accounts: names and emails unique, exactly one log-archive and "
+        "one security-tooling account"
+    )
+    ou_allowed_regions: dict[OuName, tuple[str, ...]] = Field(
+        description="each OU's region allow-list (an SCP): it must list Research-EU; every "
+        "region listed is in governed_regions and each OU lists at least one; Research-EU "
+        f"only EU regions ({', '.join(sorted(EU_RESIDENCY_REGIONS))}: not eu-west-2 London, "
+        "not Zurich)"
+    )
+    break_glass_role_name: str = Field(
+        pattern=_ROLE_NAME.pattern,
+        description="the IAM role name exempt from the security-service protection and region "
+        "allow-list SCPs (with Control Tower's own roles)",
+    )
     control_tower: ControlTowerSettings
-    controls: tuple[ControlAssignment, ...] = ()
+    controls: tuple[ControlAssignment, ...] = Field(
+        default=(),
+        description="the Control Tower controls to enable, none listed twice on the same OU",
+    )
 
     @field_validator("home_region")
     @classmethod

@@ -184,7 +184,7 @@ BAD_CASES = [
     BadCase(
         "unknown-top-level-field",
         "dev",
-        edit(lambda data: data.update(networkk=data["network"])),
+        edit(lambda data: data.update(networkk=copy.deepcopy(data["network"]))),
         "networkk",
         "unknown field",
     ),
@@ -361,7 +361,7 @@ BAD_CASES = [
         "dev",
         setting("ingest", "vpn", "peer_ip", value="100.64.1.1"),
         "ingest.vpn.peer_ip",
-        "is not a public address",
+        "not a reachable internet address",
     ),
     BadCase(
         "vpn-peer-asn-equals-amazon-asn",

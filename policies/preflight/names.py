@@ -12,6 +12,7 @@ operation, member or expected constraint the model lacks raises PreflightSourceE
 
 from __future__ import annotations
 
+import ast
 import html
 import json
 import re
@@ -40,6 +41,9 @@ from policies.preflight.base import (
     package_data,
     verdict,
 )
+
+# S3's bucket naming rules have one definition, shared with the environment loader.
+from requirements.aws_values import S3_RULES, bucket_name_problem
 
 FAMILY: Final = "names"
 KINDS: Final = ("enum", "pattern", "length", "documented")
@@ -204,10 +208,6 @@ DOCUMENTED: Final[dict[tuple[str, str, str], Documented]] = {
     ),
 }
 
-S3_RULES: Final = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html"
-S3_BUCKET_NAME: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-S3_RESERVED_PREFIXES: Final = ("xn--", "sthree-", "amzn-s3-demo-")
-S3_RESERVED_SUFFIXES: Final = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 LIFECYCLE_FOLDER: Final = ("cfnlint", "data", "AdditionalSpecs")
 LIFECYCLE_FILE: Final = "LmbdRuntimeLifecycle.json"
 
@@ -302,6 +302,22 @@ def judged(rule: Rule, resource: Resource, where: str, value: Any, judge: Judge)
         problem = judge.problem(value)
     detail = None if problem is None else f"{where} {value!r}: {problem}"
     return [verdict(rule, resource, detail, judged=f"{where} {value!r}")]
+
+
+# `judged`'s detail, read back: where, then the value's repr, then the problem.
+_JUDGED_DETAIL: Final = re.compile(
+    r"(?P<where>.+?) (?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"): "
+)
+
+
+def refused_value(finding: Finding) -> str | None:
+    """The value a failed finding of this family refused (None for a reference that does not
+    fit, whose value is not known here)."""
+    match = _JUDGED_DETAIL.match(finding.detail)
+    if match is None or not match.group("value"):
+        return None
+    value = ast.literal_eval(match.group("value"))
+    return value if isinstance(value, str) and not has_token(value) else None
 
 
 def constraint_of(service: str, operation: str, member: str, kind: str) -> Judge:
@@ -402,19 +418,6 @@ def values_at(node: Any, path: str) -> Iterator[Any]:
         head, _, rest = path.partition(".")
         if head in node:
             yield from values_at(node[head], rest)
-
-
-def bucket_name_problem(name: str) -> str | None:
-    """The first of S3's general purpose bucket naming rules the name breaks, or None."""
-    if not S3_BUCKET_NAME.fullmatch(name):
-        return "must be 3-63 of a-z, 0-9, '.' and '-', beginning and ending with a letter or digit"
-    if ".." in name:
-        return "must not contain two adjacent periods"
-    if re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", name):
-        return "must not be formatted as an IP address"
-    reserved = [p for p in S3_RESERVED_PREFIXES if name.startswith(p)]
-    reserved += [s for s in S3_RESERVED_SUFFIXES if name.endswith(s)]
-    return f"uses {reserved[0]!r}, reserved by S3" if reserved else None
 
 
 S3_JUDGE: Final = Judge(bucket_name_problem, max_length=63)
