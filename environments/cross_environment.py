@@ -145,6 +145,22 @@ def _vpcs_clear_of_sites(placed: Sequence[Placed], root: Path) -> Iterator[Envir
                 break
 
 
+def _distinct_bucket_prefixes(
+    placed: Sequence[Placed], root: Path
+) -> Iterator[EnvironmentFileError]:
+    owners: dict[str, str] = {}
+    for where, workload in _workloads(placed):
+        prefix = workload.storage.bucket_prefix
+        owner = owners.setdefault(prefix, workload.name)
+        if owner != workload.name:
+            yield EnvironmentFileError(
+                where.path,
+                "storage.bucket_prefix",
+                f"'{prefix}' is already environment '{owner}''s bucket prefix: S3 bucket names "
+                "are global, so the second environment's buckets could never be created",
+            )
+
+
 def _accounts_in_organization(
     placed: Sequence[Placed], root: Path
 ) -> Iterator[EnvironmentFileError]:
@@ -213,7 +229,7 @@ def _workloads_governed(placed: Sequence[Placed], root: Path) -> Iterator[Enviro
         return  # the one-organization rule's finding
     org_place, organization = organizations[0]
     accounts = {account.name: account for account in organization.governance.accounts}
-    for _, workload in _workloads(placed):
+    for where, workload in _workloads(placed):
         account = accounts.get(workload.name)
         if account is None or account.role != "workload":
             yield EnvironmentFileError(
@@ -223,18 +239,27 @@ def _workloads_governed(placed: Sequence[Placed], root: Path) -> Iterator[Enviro
                 f"'{workload.name}': its account would sit outside every OU's SCPs",
             )
             continue
-        if workload.jurisdiction is not Jurisdiction.EU:
-            continue
         regions = _effective_regions(account.ou, organization.governance.ou_allowed_regions)
-        outside = sorted(regions - EU_RESIDENCY_REGIONS) if regions is not None else None
-        if outside is None or outside:
-            index = organization.governance.accounts.index(account)
+        if workload.jurisdiction is Jurisdiction.EU:
+            outside = sorted(regions - EU_RESIDENCY_REGIONS) if regions is not None else None
+            if outside is None or outside:
+                index = organization.governance.accounts.index(account)
+                yield EnvironmentFileError(
+                    org_place.path,
+                    f"governance.accounts[{index}].ou",
+                    f"'{account.ou}' holds EU environment '{workload.name}' but its SCPs allow "
+                    f"{', '.join(outside) if outside else 'every region'}: an EU environment's "
+                    "account belongs in an OU whose regions are all EU (GDPR Chapter V)",
+                )
+                continue  # its regions are then wrong for the same reason: one finding
+        denied = sorted(set(workload.allowed_regions) - regions) if regions is not None else []
+        if denied:
             yield EnvironmentFileError(
-                org_place.path,
-                f"governance.accounts[{index}].ou",
-                f"'{account.ou}' holds EU environment '{workload.name}' but its SCP allows "
-                f"{', '.join(outside) if outside else 'every region'}: an EU environment's "
-                "account belongs in an OU whose regions are all EU (GDPR Chapter V)",
+                where.path,
+                "allowed_regions",
+                f"{', '.join(denied)} not allowed by the SCPs of OU '{account.ou}' that holds "
+                f"its account ({', '.join(sorted(regions or ()))}): every deployment there "
+                "would be denied",
             )
 
 
@@ -291,6 +316,11 @@ RULES: Final[tuple[CrossRule, ...]] = (
         _vpcs_clear_of_sites,
     ),
     CrossRule(
+        "distinct-bucket-prefixes",
+        "no two environments share a `storage.bucket_prefix` (S3 bucket names are global)",
+        _distinct_bucket_prefixes,
+    ),
+    CrossRule(
         "accounts-in-organization",
         "`ml.registry.production_account_id`, `ml.images.replicate_to[].account_id` and "
         "`ml.images.replicated_from` are accounts of this organization's environments",
@@ -304,8 +334,9 @@ RULES: Final[tuple[CrossRule, ...]] = (
     ),
     CrossRule(
         "workloads-governed",
-        "every workload environment has its account in `governance.accounts` (role `workload`); "
-        "an EU environment's account is in an OU whose allowed regions are all EU",
+        "every workload environment has its account in `governance.accounts` (role `workload`), "
+        "in an OU whose SCPs allow each of its `allowed_regions`; an EU environment's account is "
+        "in an OU whose allowed regions are all EU",
         _workloads_governed,
     ),
     CrossRule(
@@ -318,9 +349,7 @@ RULES: Final[tuple[CrossRule, ...]] = (
 )
 
 
-def cross_environment_problems(
-    placed: Sequence[Placed], root: Path
-) -> list[EnvironmentFileError]:
+def cross_environment_problems(placed: Sequence[Placed], root: Path) -> list[EnvironmentFileError]:
     """Every violation of every rule, environments in name order, rules in `RULES` order."""
     ordered = sorted(placed, key=lambda p: p.environment.name)
     return [problem for rule in RULES for problem in rule.find(ordered, root)]

@@ -196,9 +196,7 @@ def available_environments(root: Path = ENVIRONMENTS_DIR) -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{ENVIRONMENT_FILE}"))
 
 
-def check_environments(
-    names: list[str] | None = None, root: Path = ENVIRONMENTS_DIR
-) -> Checked:
+def check_environments(names: list[str] | None = None, root: Path = ENVIRONMENTS_DIR) -> Checked:
     """Check the named environments (all when none are named) and collect every problem.
     The rules across environments, and the near-miss file names, apply when all are loaded."""
     if not root.is_dir():

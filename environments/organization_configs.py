@@ -43,7 +43,7 @@ def _check_bucket_names(field: str, *names: str) -> None:
     for name in names:
         problem = bucket_name_problem(name)
         if problem:
-            raise LayerConfigError(field, f"S3 bucket '{name}' {problem}")
+            raise LayerConfigError(field, f"S3 bucket {problem}")
 
 
 def organization_configs(organization: OrganizationEnvironment) -> OrganizationConfigs:

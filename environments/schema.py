@@ -20,9 +20,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
     field_validator,
     model_validator,
 )
@@ -97,6 +94,7 @@ _RFC1918 = tuple(
     ipaddress.IPv4Network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 )
 
+
 def _problem_free(check: Callable[[str], str | None]) -> Callable[[str], str]:
     """A validator from a `requirements.aws_values` rule: its problem, if any, is the error."""
 
@@ -113,6 +111,17 @@ def _sagemaker_type(job: SageMakerJob) -> Callable[[str], str | None]:
     return lambda value: sagemaker_instance_type_problem(value, job=job)
 
 
+def _hyperparameter(value: object) -> int | float | str:
+    # One rule, one message: a union of strict types would report each member's refusal.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        kind = (
+            f"the boolean {str(value).lower()}" if isinstance(value, bool) else "a list or mapping"
+        )
+        raise ValueError(f"must be a number or text, not {kind}")
+    return value
+
+
+Hyperparameter = Annotated[int | float | str, BeforeValidator(_hyperparameter)]
 Region = Annotated[str, AfterValidator(_region)]
 AccountId = Annotated[str, BeforeValidator(_account_id)]
 RoleArn = Annotated[str, AfterValidator(_role_arn)]
@@ -222,12 +231,17 @@ class VpnPeer(_Model):
     """The clinical site's side of the IPsec tunnel."""
 
     peer_ip: str = Field(
-        description="public IPv4 address of the on-premises VPN device (the RFC 5737 "
-        "documentation ranges are allowed; private, shared, loopback, link-local, multicast "
-        "and reserved ranges are not)"
+        description="public IPv4 address of the on-premises VPN device: one the IANA IPv4 "
+        "Special-Purpose Address Registry marks globally reachable (not private, shared, "
+        "loopback, link-local, benchmarking, reserved or multicast space); the RFC 5737 "
+        "documentation ranges are allowed as placeholders"
     )
     bgp_asn: int = Field(
-        ge=1, le=2147483647, description="the site's BGP ASN; different from amazon_side_asn"
+        ge=1,
+        le=2147483647,
+        description="the site's BGP ASN: not one the IANA registry reserves, nor one AWS "
+        "reserves for customer gateways in the environment's region (requirements/"
+        "aws_values.py; a private ASN is fine); different from amazon_side_asn",
     )
     amazon_side_asn: int = Field(
         default=64512,
@@ -386,7 +400,8 @@ class FeatureBuilderSettings(_Model):
         "(ECR replicates it there, see ml.images)"
     )
     instance_type: ProcessingInstanceType = Field(
-        description="SageMaker Processing instance type (ml.<family>.<size>)"
+        description="an instance type SageMaker offers for Processing jobs (botocore's model "
+        "of CreateProcessingJob)"
     )
     instance_count: int = Field(
         description="instances the export's partitions are sharded over: 1 to 100"
@@ -454,10 +469,12 @@ class PipelineSettings(_Model):
         "environment's own account and region; whichever serves is pinned by @sha256: digest",
     )
     processing_instance_type: ProcessingInstanceType = Field(
-        description="SageMaker instance type of the processing steps (ml.<family>.<size>)"
+        description="the processing steps' instance type: one SageMaker offers for Processing "
+        "jobs (botocore's model of CreateProcessingJob)"
     )
     training_instance_type: TrainingInstanceType = Field(
-        description="SageMaker instance type of the training step (ml.<family>.<size>)"
+        description="the training step's instance type: one SageMaker offers for training "
+        "jobs (botocore's model of CreateTrainingJob)"
     )
     metric_name: str = Field(
         description="the evaluation metric the gate judges: auc, accuracy, f1, precision or "
@@ -469,12 +486,12 @@ class PipelineSettings(_Model):
     )
     max_runtime_seconds: int = Field(description="each job's time limit: 60 to 432000 (5 days)")
     # Strict: a YAML `true` is not 1, and "200" is not a number here.
-    hyperparameters: dict[str, StrictInt | StrictFloat | StrictStr] = Field(
+    hyperparameters: dict[str, Hyperparameter] = Field(
         description="the built-in XGBoost algorithm's hyperparameters, validated as its "
         "container does (its ranges, no unknown key; ml/hyperparameters.py); num_round, "
         "objective (binary:logistic) and eval_metric (the metric_name: early stopping optimises "
-        'what the gate judges) are required; strict types: a YAML true is not 1, "200" is not '
-        "a number"
+        "what the gate judges) are required; each value a number or text, never a boolean (a "
+        "YAML true is not 1)"
     )
 
 
@@ -496,8 +513,9 @@ class EnclaveSettings(_Model):
     """The Graviton Auto Scaling group whose hosts run the patient-token Nitro Enclave."""
 
     instance_type: Ec2InstanceType = Field(
-        description="Graviton only: c7g, m7g, r7g or a later generation (c8g, m8g, r8g, ...), "
-        "the base family (no variant such as c7gn, no metal), xlarge or larger"
+        description="an EC2 instance type (botocore's model of CreateLaunchTemplate), Graviton "
+        "only: c7g, m7g, r7g or a later generation (c8g, m8g, r8g, ...), the base family (no "
+        "variant such as c7gn, no metal), xlarge or larger"
     )
     min_size: int = Field(description="at least 0; min_size <= desired_capacity <= max_size")
     max_size: int = Field(description="at least 1; min_size <= desired_capacity <= max_size")
@@ -533,7 +551,8 @@ class InferenceSettings(_Model):
         "ml.pipeline.inference_image, pinned by @sha256: digest"
     )
     endpoint_instance_type: EndpointInstanceType = Field(
-        description="SageMaker endpoint instance type (ml.<family>.<size>)"
+        description="an instance type SageMaker offers for endpoints (botocore's model of "
+        "CreateEndpointConfig)"
     )
     endpoint_instance_count: int = Field(description="endpoint instances: at least 1")
     data_capture_sampling_percent: int = Field(
@@ -557,7 +576,8 @@ class MonitoringSettings(_Model):
         "@sha256:<digest>)"
     )
     instance_type: MonitoringInstanceType = Field(
-        description="SageMaker instance type of the monitoring job (ml.<family>.<size>)"
+        description="the monitoring job's instance type: one SageMaker offers for data-quality "
+        "jobs (botocore's model of CreateDataQualityJobDefinition)"
     )
     schedule_expression: str = Field(
         description="cron(0 * ? * * *) hourly, cron(0 H ? * * *) daily at hour H (0-23) or "
@@ -657,7 +677,9 @@ class _EnvironmentBase(_Model):
     )
     owner: TagValue = Field(
         min_length=1,
-        description="team accountable for the environment; becomes the owner tag",
+        description="team accountable for the environment; becomes the owner tag, so an AWS "
+        "tag value: at most 256 letters, numbers, spaces and _ . : / = + - @, not starting "
+        "with aws: (in any case)",
     )
     account_id: AccountId = Field(
         description="quoted 12-digit string (an unquoted number loses leading zeros)"
@@ -787,8 +809,9 @@ class StateBackendSettings(_Model):
         min_length=3,
         max_length=63,
         pattern=r"^[a-z0-9][a-z0-9-]+[a-z0-9]$",
-        description="the Terraform state bucket; its access-log bucket <bucket>-access-logs "
-        "must be a valid bucket name too, so at most 51 characters",
+        description="the Terraform state bucket; it and its access-log bucket "
+        "<bucket>-access-logs follow S3's general purpose bucket naming rules (no reserved "
+        "prefix or suffix such as xn-- or -s3alias), so it has at most 51 characters",
     )
     keys: KeyAccess = Field(
         description="the state key's administrators and users (the CI roles that run "
@@ -804,8 +827,9 @@ class AuditSettings(_Model):
 
     log_archive_bucket: str = Field(
         description="the archive bucket's name: 3-48 lowercase letters, digits or hyphens, "
-        "starting and ending with a letter or digit (its access-log and Config history "
-        "buckets add a suffix)"
+        "starting and ending with a letter or digit; it and its access-log and Config history "
+        "buckets (<name>-access-logs, <name>-config-history) follow S3's general purpose "
+        "bucket naming rules (no reserved prefix or suffix such as xn-- or -s3alias)"
     )
     retention_days: int = Field(
         description="trail events in CloudWatch Logs and AWS Config's history: a CloudWatch "

@@ -58,10 +58,15 @@ def carrying_field(value: str, environment: AnyEnvironment) -> str:
     return max(fields, key=lambda field: len(field[1]), default=("", ""))[0]
 
 
-def _rule(finding: Finding, value: str) -> str:
+def _rule(finding: Finding, value: str, others: int) -> str:
     problem = finding.detail.split(": ", 1)[-1].split(" [source: ")[0]
-    what = finding.check_name.split(" is valid for ")[0].split(" follow")[0]
-    return f"composes {what} {value!r} ({len(value)} characters), which AWS refuses: {problem}"
+    what = (
+        finding.check_name.split(" is valid for ")[0].split(" follow")[0].replace("names", "name")
+    )
+    more = f"; so do {others} other names it composes" if others else ""
+    return (
+        f"composes {what} {value!r}, which AWS refuses: {problem.removeprefix(f'{value!r} ')}{more}"
+    )
 
 
 def composed_name_problems(
@@ -69,8 +74,9 @@ def composed_name_problems(
 ) -> list[EnvironmentFileError]:
     """Every name in `outdir`'s synthesized stacks AWS would refuse, as an error on the file
     (`files`: environment name -> its file) and field it came from."""
-    problems: list[EnvironmentFileError] = []
-    seen: set[tuple[str, str, str]] = set()
+    # One problem per field and rule: a bucket prefix too long for one bucket name is usually
+    # too long for several, and the field is what must change.
+    refused: dict[tuple[str, str, str], list[tuple[Finding, str]]] = {}
     for finding in names.check(read_stacks(outdir)):
         if finding.status is not Status.FAILED:
             continue
@@ -78,11 +84,11 @@ def composed_name_problems(
         if value is None:
             continue  # a reference too long to fit: its value is judged where it is made
         environment = stack_environment(finding.stack, environments)
-        field = carrying_field(value, environment)
-        key = (environment.name, field, value)
-        if key not in seen:  # one name is often set on several resources
-            seen.add(key)
-            problems.append(
-                EnvironmentFileError(files[environment.name], field, _rule(finding, value))
-            )
-    return problems
+        key = (environment.name, carrying_field(value, environment), finding.check_id)
+        values = refused.setdefault(key, [])
+        if value not in (seen for _, seen in values):  # one name is often set on several
+            values.append((finding, value))
+    return [
+        EnvironmentFileError(files[name], field, _rule(*found[0], others=len(found) - 1))
+        for (name, field, _), found in refused.items()
+    ]
