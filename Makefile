@@ -47,7 +47,7 @@ ENDPOINT_URL ?=
 # credentials it carries (https://user:token@host/...); a clone without a remote names itself.
 SOURCE_REVISION = PHI_SOURCE_COMMIT="$$(git rev-parse HEAD 2>/dev/null)" PHI_SOURCE_REPOSITORY="$$( (git config --get remote.origin.url 2>/dev/null || echo "file://$(CURDIR)") | sed -E 's|//[^/@]*@|//|')"
 
-.PHONY: help setup synth synth-local validate plan preflight mutants features ml-demo lineage promote-model images images-check images-released e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
+.PHONY: help setup synth synth-local check-environments validate plan preflight mutants features ml-demo lineage promote-model images images-check images-released e2e verify bootstrap plan-aws apply scan report report-png diagram diff bench test lint format demo clean
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,9 @@ synth: $(STAMP) ## synthesize Terraform for every environment (or ENV="dev prod"
 
 synth-local: $(STAMP) ## synthesize for the local target (moto emulator) into cdktf.out.local
 	PHI_TARGET=local $(PY) main.py --out $(LOCAL_OUT) $(ENV)
+
+check-environments: $(STAMP) ## validate every environment file and list every problem of every file; writes nothing
+	$(PY) main.py --check --all-errors
 
 validate: synth ## terraform init + validate every synthesized stack (offline with the mirror)
 	$(PY) -m tools.terraform validate --out $(OUT)

@@ -320,7 +320,7 @@ class ApiMember(NamedTuple):
 
 
 @cache
-def _service_model(service: str) -> Any:
+def service_model(service: str) -> Any:
     try:
         return botocore.session.get_session().get_service_model(service)
     except botocore.exceptions.UnknownServiceError:
@@ -337,7 +337,7 @@ def member_shape(member: ApiMember) -> Any:
     """The shape at the member's dotted path, walked by member names (as the preflight's
     names.member_shape walks them) so a renamed shape changes nothing here."""
     try:
-        shape = _service_model(member.service).operation_model(member.operation).input_shape
+        shape = service_model(member.service).operation_model(member.operation).input_shape
     except botocore.model.OperationNotFoundError:
         raise ServiceModelError(f"{member.where}: no such operation") from None
     for part in filter(None, member.member.split(".")):

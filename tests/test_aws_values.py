@@ -348,11 +348,11 @@ def test_tag_rules_agree_with_botocore() -> None:
     judged character by character over the Basic Multilingual Plane with the model's own
     pattern (the regex module reads \\p{L} as Java does)."""
     for service, shape_name in (("ecs", "Tag"), ("sagemaker", "Tag"), ("iam", "Tag")):
-        members = aws_values._service_model(service).shape_for(shape_name).members
+        members = aws_values.service_model(service).shape_for(shape_name).members
         key, value = (members[name] for name in members)
         assert (key.metadata["min"], key.metadata["max"]) == aws_values.TAG_KEY_LENGTH
         assert (value.metadata["min"], value.metadata["max"]) == aws_values.TAG_VALUE_LENGTH
-    pattern = aws_values._service_model("iam").shape_for("tagValueType").metadata["pattern"]
+    pattern = aws_values.service_model("iam").shape_for("tagValueType").metadata["pattern"]
     model = regex.compile(pattern)
     unassigned = regex.compile(r"\p{Cn}")
     compared = 0
@@ -367,7 +367,7 @@ def test_tag_rules_agree_with_botocore() -> None:
         assert ours == theirs, f"U+{code_point:04X}: ours {ours}, botocore's pattern {theirs}"
         compared += 1
     assert compared > 50000
-    ecs_doc = aws_values._service_model("ecs").shape_for("Tag").documentation
+    ecs_doc = aws_values.service_model("ecs").shape_for("Tag").documentation
     assert "Do not use <code>aws:</code>" in ecs_doc or "Do not use aws:" in ecs_doc
 
 

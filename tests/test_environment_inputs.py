@@ -15,8 +15,6 @@ import hashlib
 import io
 import os
 import shutil
-import signal
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import yaml
 import main
 from environments.loader import ENVIRONMENT_FILE, ENVIRONMENTS_DIR, check_environments
 from environments.yaml_reader import MAX_FILE_BYTES
+from tests.deadline import deadline
 
 CORPUS = Path(__file__).parent / "fixtures" / "environment_inputs.yaml"
 CLASSES = ("yaml", "file", "types", "aws", "names", "organization", "cross")
@@ -182,20 +181,6 @@ def _make(root: Path, path: Path, kind: str) -> None:
 
 
 # --- running main.py ----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def deadline(seconds: int) -> Iterator[None]:
-    def expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f"no answer within {seconds} s: the input blocked")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def run_main(*argv: str, seconds: int) -> tuple[int, list[str]]:

@@ -354,7 +354,7 @@ BAD_CASES = [
         "dev",
         setting("ingest", "vpn", "peer_ip", value="10.1.2.3"),
         "ingest.vpn.peer_ip",
-        "'10.1.2.3' is not a public address",
+        "10.1.2.3 is in 10.0.0.0/8 (Private-Use, RFC 1918)",
     ),
     BadCase(
         "vpn-peer-carrier-grade-nat",

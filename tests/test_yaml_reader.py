@@ -3,11 +3,8 @@ its twin (the same intent written unambiguously) reads to plain JSON data."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from environments.yaml_reader import (
     near_misses,
     read_yaml_file,
 )
+from tests.deadline import deadline
 
 ENVIRONMENTS_DIR = Path(__file__).resolve().parent.parent / "environments"
 SHIPPED = sorted(ENVIRONMENTS_DIR.glob("*/environment.yaml"))
@@ -334,22 +332,6 @@ def test_directory_is_refused(tmp_path: Path) -> None:
     assert "is not a regular file (a directory)" in error.rule
 
 
-@contextlib.contextmanager
-def _deadline(seconds: int = 5) -> Iterator[None]:
-    """Turn a regression that blocks (opening a FIFO waits for a writer) into a failure."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"read_yaml_file still blocked after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
 
 
@@ -358,7 +340,7 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "dev" / "environment.yaml"
     fifo.parent.mkdir()
     os.mkfifo(fifo)
-    with _deadline():
+    with deadline(5):
         error = _refusal(fifo, tmp_path)
     assert error.field == ""
     assert "is not a regular file (a FIFO)" in error.rule
@@ -384,7 +366,7 @@ def test_fifo_swapped_in_after_the_checks_is_refused_without_blocking(
         return real_stat(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "stat", stat_before_the_swap)
-    with _deadline():
+    with deadline(5):
         error = _refusal(fifo, tmp_path)
     assert "is not a regular file (a FIFO)" in error.rule
 

@@ -22,10 +22,6 @@ from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, Final, NamedTuple
 
-import botocore
-import botocore.exceptions
-import botocore.model
-import botocore.session
 import regex  # type: ignore[import-untyped]  # botocore's patterns use Java classes (\p{L})
 
 from policies.findings import Finding
@@ -43,6 +39,7 @@ from policies.preflight.base import (
 )
 
 # S3's bucket naming rules have one definition, shared with the environment loader.
+from requirements import aws_values
 from requirements.aws_values import S3_RULES, bucket_name_problem
 
 FAMILY: Final = "names"
@@ -377,34 +374,20 @@ def _compiled(pattern: str) -> Any:
         raise PreflightSourceError(message) from None
 
 
-@cache
 def service_model(service: str) -> Any:
     try:
-        return botocore.session.get_session().get_service_model(service)
-    except botocore.exceptions.UnknownServiceError:
-        raise PreflightSourceError(f"{BOTOCORE} has no service model {service!r}") from None
+        return aws_values.service_model(service)
+    except aws_values.ServiceModelError as error:
+        raise PreflightSourceError(f"{BOTOCORE}: {error}") from None
 
 
 def member_shape(service: str, operation: str, member: str) -> Any:
-    """The shape at a dotted path of an operation's input ("": itself), through lists."""
+    """The shape at a dotted path of an operation's input ("": itself), through lists; the
+    walk is the leaf's (requirements.aws_values), which the environment loader uses too."""
     try:
-        shape = service_model(service).operation_model(operation).input_shape
-    except botocore.model.OperationNotFoundError:
-        raise PreflightSourceError(f"{BOTOCORE}: {service} has no operation {operation}") from None
-    for part in filter(None, member.split(".")):
-        shape = _element(shape)
-        if part not in (getattr(shape, "members", None) or {}):
-            raise PreflightSourceError(
-                f"{BOTOCORE}: {service} {operation} has no input member {member} (at {part!r})"
-            )
-        shape = shape.members[part]
-    return _element(shape)
-
-
-def _element(shape: Any) -> Any:
-    while shape.type_name == "list":
-        shape = shape.member
-    return shape
+        return aws_values.member_shape(aws_values.ApiMember(service, operation, member))
+    except aws_values.ServiceModelError as error:
+        raise PreflightSourceError(f"{BOTOCORE}: {error}") from None
 
 
 def values_at(node: Any, path: str) -> Iterator[Any]:

@@ -21,6 +21,7 @@ import pytest
 from policies.findings import Finding, Status
 from policies.preflight import names
 from policies.preflight.base import PreflightSourceError, SynthesizedStacks
+from requirements import aws_values
 from tests.preflight.conftest import mutate_block
 
 Block = dict[str, Any]
@@ -265,8 +266,8 @@ def test_runtime_deprecation_follows_the_lifecycle_dates() -> None:
 
 
 def reshaped(service: str, change: Callable[[dict[str, Any]], None]) -> Callable[[str], Any]:
-    """names.service_model with `service`'s model JSON changed by `change`."""
-    real = names.service_model
+    """The service models with `service`'s model JSON changed by `change`."""
+    real = aws_values.service_model
     loader = botocore.session.get_session().get_component("data_loader")
     data = copy.deepcopy(loader.load_service_model(service, "service-2"))
     change(data)
@@ -297,9 +298,13 @@ def reword(data: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("service", "change", "named"),
     [
-        ("lambda", drop_member, "lambda CreateFunction has no input member FunctionName"),
+        (
+            "lambda",
+            drop_member,
+            "lambda CreateFunction FunctionName: no input member 'FunctionName'",
+        ),
         ("iam", drop_pattern, "iam CreateRole.RoleName (shape roleNameType): no pattern"),
-        ("sagemaker", drop_operation, "sagemaker has no operation CreateProcessingJob"),
+        ("sagemaker", drop_operation, "sagemaker CreateProcessingJob"),
         ("sagemaker", drop_enum, "ProductionVariantInstanceType): no enum"),
         ("sqs", reword, "documentation no longer says 'A queue name can have up to 80"),
     ],
@@ -312,7 +317,8 @@ def test_a_model_that_changed_shape_is_a_source_error(
     change: Callable[[dict[str, Any]], None],
     named: str,
 ) -> None:
-    monkeypatch.setattr(names, "service_model", reshaped(service, change))
+    # The walk through the model is the leaf's (requirements.aws_values), used by names too.
+    monkeypatch.setattr(aws_values, "service_model", reshaped(service, change))
     with pytest.raises(PreflightSourceError, match=named.replace("(", r"\(").replace(")", r"\)")):
         names.check(stacks)
 
