@@ -84,8 +84,7 @@ def synthesize(
         app.synth()
         stacks = sorted(p.name for p in (staging / "stacks").iterdir())
         files = {
-            e.name: display_path(environments_dir / e.name / ENVIRONMENT_FILE)
-            for e in environments
+            e.name: display_path(environments_dir / e.name / ENVIRONMENT_FILE) for e in environments
         }
         refused = composed_name_problems(staging, environments, files)
         if refused:

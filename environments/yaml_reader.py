@@ -11,6 +11,7 @@ str, int, finite float, bool, None), which is what the schema validates in stric
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -47,6 +48,7 @@ FILE_RULES: Final[tuple[str, ...]] = (
     "than tab and line breaks.",
     "It is well-formed YAML holding exactly one document.",
     "No key appears twice in the same mapping: the later one would silently replace the first.",
+    "No list holds the same item twice (the platform would keep one silently, or build it twice).",
     "Keys are text: a key such as `on`, `yes`, `1` or `null` is refused unless quoted, and a "
     "sequence or mapping cannot be a key.",
     "Explicit tags (`!!str`, `!!binary`, `!!set`, `!custom`, ...) are refused.",
@@ -422,8 +424,21 @@ class _StrictLoader(yaml.SafeLoader):
 
     def sequence(self, location: Location, depth: int) -> list[Any]:
         items: list[Any] = []
+        first_lines: dict[str, int] = {}
         while not self.check_event(SequenceEndEvent):
-            items.append(self.value((*location, len(items)), depth))
+            line = _line(self.upcoming_event())
+            item = self.value((*location, len(items)), depth)
+            # The same item twice is a copy-paste slip a reviewer reads past; the platform
+            # would keep one silently (a set of regions, roles, endpoints) or build it twice.
+            seen = json.dumps(item, sort_keys=True)
+            if seen in first_lines:
+                raise self.refuse(
+                    (*location, len(items)),
+                    f"repeats the item at line {first_lines[seen]} (again at line {line}): "
+                    "list it once",
+                )
+            first_lines[seen] = line
+            items.append(item)
         self.next_event()
         return items
 

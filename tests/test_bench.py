@@ -125,7 +125,16 @@ def test_copies_load_as_valid_environments_with_the_organization(generated: Path
     names = sorted(e.name for e in environments)
     assert names == ["bench-01", "bench-02", "bench-03", "org"]
     organization = next(e for e in environments if isinstance(e, OrganizationEnvironment))
-    assert organization == load_environment(bench.ENVIRONMENTS_DIR / "org" / "environment.yaml")
+    shipped = load_environment(bench.ENVIRONMENTS_DIR / "org" / "environment.yaml")
+    assert isinstance(shipped, OrganizationEnvironment)
+    # The shipped organization, now governing the copies too (the cross-environment rules
+    # refuse a workload whose account no OU holds).
+    added = organization.governance.accounts[len(shipped.governance.accounts) :]
+    assert organization.governance.accounts[: len(shipped.governance.accounts)] == (
+        shipped.governance.accounts
+    )
+    assert [(a.name, a.role) for a in added] == [(n, "workload") for n in names[:-1]]
+    assert organization.model_copy(update={"governance": shipped.governance}) == shipped
 
 
 def test_every_per_environment_value_is_unique(generated: Path) -> None:
