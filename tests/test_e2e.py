@@ -266,13 +266,14 @@ def result_with(
     status: Status = Status.PASSED,
     leftovers: tuple[str, ...] = (),
     sweep_errors: tuple[str, ...] = (),
-    destroy: runner.Outcome = runner.Outcome.DESTROYED,
+    destroy: runner.Outcome | None = runner.Outcome.DESTROYED,
+    kept: bool = False,
 ) -> e2e.E2EResult:
     finding = Finding("RT_X", "x", status, Source.RUNTIME, TINY, "r")
     row = e2e.StackRow(
         "tiny-data",
         runner.StackResult("tiny-data", runner.Outcome.APPLIED, resources=2),
-        runner.StackResult("tiny-data", destroy),
+        None if destroy is None else runner.StackResult("tiny-data", destroy),
         {},
     )
     return e2e.E2EResult(
@@ -280,10 +281,11 @@ def result_with(
         endpoint_url="http://127.0.0.1:1",
         rows=(row,),
         findings=Findings(Source.RUNTIME, TINY, (finding,)),
-        sweep=e2e.Sweep(leftovers, sweep_errors),
+        sweep=None if kept else e2e.Sweep(leftovers, sweep_errors),
         seconds=1.0,
         findings_path=Path("findings.json"),
         emulator_log=Path("emulator.log"),
+        kept=kept,
     )
 
 
@@ -295,6 +297,22 @@ def test_a_run_succeeds_only_if_checks_pass_and_nothing_is_left() -> None:
     assert not result_with(leftovers=("111111111111/us-east-1 ec2 vpc: vpc-1",)).succeeded
     assert not result_with(destroy=runner.Outcome.FAILED).succeeded
     assert not result_with(sweep_errors=("111111111111/us-east-1 glue: refused",)).succeeded
+
+
+def test_a_kept_run_that_applied_and_passed_is_reported_passed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--keep then Ctrl-C: nothing destroyed, as asked, is no failure; a failed check still is."""
+    kept = result_with(destroy=None, kept=True)
+    assert kept.succeeded
+    e2e.print_summary(kept)
+    assert "passed (kept deployed until Ctrl-C" in capsys.readouterr().out
+    failed = result_with(destroy=None, kept=True, status=Status.FAILED)
+    assert not failed.succeeded
+    e2e.print_summary(failed)
+    assert "FAILED (kept deployed" in capsys.readouterr().out
+    # Without --keep, a run that destroyed nothing is not torn down: a failure.
+    assert not result_with(destroy=None).succeeded
 
 
 def test_runtime_checks_that_cannot_run_are_an_error_finding() -> None:

@@ -294,3 +294,21 @@ def test_all_errors_lists_every_problem_of_every_file(tmp_path: Path) -> None:
 
 
 ALL_AT_ONCE = ("duplicate-nested-key", "empty-file", "org-state-bucket-sibling-too-long")
+
+
+def test_an_environments_folder_that_is_not_one_is_one_error(tmp_path: Path) -> None:
+    out = previous_output(tmp_path)
+    before = tree_digest(out)
+    missing = tmp_path / "no-such-folder"
+    code, lines = run_main(
+        "--environments-dir", str(missing), "--out", str(out), seconds=LOADER_SECONDS
+    )
+    assert (code, lines) == (2, [f"error: {missing}: is not a folder"])
+    assert tree_digest(out) == before
+    # Its twin: the same command on a real folder checks clean.
+    root = scratch_environments(tmp_path / "environments")
+    code, lines = run_main(
+        "--environments-dir", str(root), "--out", str(out), "--check", "dev", seconds=SYNTH_SECONDS
+    )
+    assert code == 0, lines
+    assert tree_digest(out) == before, "--check wrote to cdktf.out"

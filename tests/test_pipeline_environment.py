@@ -58,7 +58,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "boolean-rounds",
         lambda d: hyperparameters(d).update(num_round=True),
         "ml.pipeline.hyperparameters.num_round",
-        "valid integer",
+        "must be a number or text, not the boolean true",
     ),
     (
         "gate-metric-not-reported",

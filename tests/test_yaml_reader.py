@@ -257,11 +257,26 @@ def test_billion_laughs_is_refused_at_its_first_anchor(tmp_path: Path) -> None:
 
 
 def test_written_out_laughs_read(tmp_path: Path) -> None:
-    data = read_yaml_file(_write(tmp_path, "lol0: [lol, lol]\nlol1: [[lol, lol]]\n"), root=tmp_path)
-    assert data == {"lol0": ["lol", "lol"], "lol1": [["lol", "lol"]]}
+    # Distinct items: a list may not repeat one (its own rule, below).
+    data = read_yaml_file(_write(tmp_path, "lol0: [lol, lul]\nlol1: [[lol, lul]]\n"), root=tmp_path)
+    assert data == {"lol0": ["lol", "lul"], "lol1": [["lol", "lul"]]}
 
 
 # File-level rules.
+
+
+def test_a_repeated_list_item_is_refused_with_both_lines(tmp_path: Path) -> None:
+    path = _write(tmp_path, "regions:\n  - us-east-1\n  - us-west-2\n  - us-east-1\n")
+    with pytest.raises(EnvironmentFileError) as raised:
+        read_yaml_file(path, root=tmp_path)
+    assert raised.value.field == "regions[2]"
+    assert "repeats the item at line 2 (again at line 4)" in raised.value.rule
+
+
+def test_equal_items_in_different_lists_are_read(tmp_path: Path) -> None:
+    """The twin: a repetition across lists (or a repeated key's value) is no repetition."""
+    data = read_yaml_file(_write(tmp_path, "a: [x, z]\nb: [x, z]\n"), root=tmp_path)
+    assert data == {"a": ["x", "z"], "b": ["x", "z"]}
 
 
 def test_symlink_leaving_the_environments_folder_is_refused(tmp_path: Path) -> None:

@@ -693,6 +693,8 @@ class E2EResult:
     seconds: float
     findings_path: Path
     emulator_log: Path
+    # --keep: everything stays deployed until Ctrl-C, as asked; not destroying is no failure.
+    kept: bool = False
 
     @property
     def deployed(self) -> bool:
@@ -713,7 +715,7 @@ class E2EResult:
 
     @property
     def succeeded(self) -> bool:
-        return self.deployed and self.checks_passed and self.torn_down
+        return self.deployed and self.checks_passed and (self.kept or self.torn_down)
 
 
 def not_emulated_lines(rows: Iterable[StackRow]) -> tuple[str, ...]:
@@ -821,6 +823,7 @@ def run_e2e(
         seconds=time.monotonic() - started,
         findings_path=findings_path,
         emulator_log=emulator_log,
+        kept=keep,
     )
     write_summary(results / SUMMARY_FILE, result)
     return result
@@ -1053,6 +1056,8 @@ def print_summary(result: E2EResult) -> None:
             print(f"  sweep could not list {error}")
     print(f"\nfindings: {result.findings_path}   emulator log: {result.emulator_log}")
     verdict = "passed" if result.succeeded else "FAILED"
+    if result.kept:
+        verdict += " (kept deployed until Ctrl-C, as --keep asked: nothing was destroyed)"
     print(f"e2e {result.environment}: {verdict} in {result.seconds:.0f}s")
 
 
