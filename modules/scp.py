@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from requirements.residency import GLOBAL_SERVICE_ACTIONS
+
 PolicyDocument = dict[str, Any]
 
 # AWS Organizations quota: an SCP document holds at most 5,120 characters.
@@ -32,39 +34,6 @@ MAX_SCP_CHARACTERS = 5120
 CONTROL_TOWER_EXECUTION_ROLE = "AWSControlTowerExecution"
 
 # Actions of global services, whose requests are made to us-east-1 (or have no Region), after
-# AWS's "Deny access to AWS based on the requested AWS Region" example (Organizations user
-# guide; aws-samples/service-control-policy-examples, Region-controls). Two departures from it,
-# both deliberate: `kms:*` and `config:*` are not exempted, because they are Regional services
-# and a key or a recorder outside the allowed Regions is exactly what residency forbids (the
-# Control Tower execution role, which deploys Config everywhere it governs, is exempted by ARN
-# instead); `acm:*` is not exempted either (no CloudFront in a PHI platform).
-GLOBAL_SERVICE_ACTIONS = (
-    "account:*",
-    "aws-portal:*",
-    "billing:*",
-    "budgets:*",
-    "ce:*",
-    "cloudfront:*",
-    "cur:*",
-    "ec2:DescribeRegions",
-    "globalaccelerator:*",
-    "health:*",
-    "iam:*",
-    "networkmanager:*",
-    "organizations:*",
-    "pricing:*",
-    "route53:*",
-    "route53domains:*",
-    "s3:GetAccountPublicAccessBlock",
-    "s3:ListAllMyBuckets",
-    "s3:PutAccountPublicAccessBlock",
-    "shield:*",
-    "sts:*",
-    "support:*",
-    "trustedadvisor:*",
-    "waf:*",
-    "wafv2:*",
-)
 
 # Services every account needs whatever data it holds: identity, keys, the audit trail and the
 # detective controls, read-only Organizations, CloudFormation (Control Tower baselines accounts

@@ -18,9 +18,9 @@ from typing import Any
 from checkov.common.models.enums import CheckCategories, CheckResult
 from checkov.terraform.checks.provider.base_check import BaseProviderCheck
 
-from modules.regions import EU_RESIDENCY_REGIONS
 from policies.checks._conf import scalar
 from policies.checks._tags import default_tags, is_eu_stack
+from requirements.residency import EU_RESIDENCY_REGIONS
 
 
 class EuStackInEuRegion(BaseProviderCheck):

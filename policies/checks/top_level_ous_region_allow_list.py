@@ -34,45 +34,16 @@ from policies.checks._organizations import (
     governing_statements,
 )
 from policies.checks._stack import Stack, StackCheck, Verdict, address, register
+from requirements import residency
+from requirements.residency import EU_RESIDENCY_REGIONS
 
 EU_ONLY_UNITS = frozenset({"Research-EU"})
-EU_REGIONS = frozenset(
-    {"eu-central-1", "eu-west-1", "eu-west-3", "eu-south-1", "eu-south-2", "eu-north-1"}
-)
+EU_REGIONS = EU_RESIDENCY_REGIONS
 REQUESTED_REGION = "aws:RequestedRegion"
 _REGION_CONDITION = frozenset({"stringnotequals aws:requestedregion"})
 # Actions of global services (requests go to us-east-1 or name no region): the only ones a
 # region allow-list may leave out.
-GLOBAL_SERVICE_ACTIONS = frozenset(
-    action.lower()
-    for action in (
-        "account:*",
-        "aws-portal:*",
-        "billing:*",
-        "budgets:*",
-        "ce:*",
-        "cloudfront:*",
-        "cur:*",
-        "ec2:DescribeRegions",
-        "globalaccelerator:*",
-        "health:*",
-        "iam:*",
-        "networkmanager:*",
-        "organizations:*",
-        "pricing:*",
-        "route53:*",
-        "route53domains:*",
-        "s3:GetAccountPublicAccessBlock",
-        "s3:ListAllMyBuckets",
-        "s3:PutAccountPublicAccessBlock",
-        "shield:*",
-        "sts:*",
-        "support:*",
-        "trustedadvisor:*",
-        "waf:*",
-        "wafv2:*",
-    )
-)
+GLOBAL_SERVICE_ACTIONS = frozenset(action.lower() for action in residency.GLOBAL_SERVICE_ACTIONS)
 
 
 def allowed_regions(statement: dict[str, Any]) -> set[str] | None:
